@@ -1,0 +1,1 @@
+"""Audio loading, resampling, filterbanks and the three log-mel frontends."""

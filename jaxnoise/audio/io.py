@@ -1,0 +1,99 @@
+"""Reading audio files: any format soundfile reads, mixed down to mono, resampled, padded or cut.
+
+Loading happens once per file, on the host, in numpy; everything after it runs in JAX.
+"""
+import pathlib
+
+import numpy as np
+import soundfile
+
+from jaxnoise.errors import AudioError
+
+# librosa >= 0.10 resamples with soxr 'HQ' (what `librosa.load(sr=...)` and the golden vectors use).
+RESAMPLE_QUALITY = "HQ"
+
+
+def resample(waveform: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+  """``[samples]`` or ``[samples, channels]`` at ``source_rate`` -> same layout at ``target_rate``.
+
+  soxr HQ, as librosa 0.11's default 'soxr_hq', so resampled clips equal ``librosa.load(sr=...)``.
+  """
+  if source_rate <= 0 or target_rate <= 0:
+    raise AudioError(f"sample rates must be positive, got {source_rate} -> {target_rate}")
+  if source_rate == target_rate:
+    return waveform
+  import soxr  # pylint: disable=import-outside-toplevel
+  return soxr.resample(waveform, source_rate, target_rate, quality=RESAMPLE_QUALITY)
+
+
+def pad_or_cut(waveform: np.ndarray, length: int) -> np.ndarray:
+  """``[samples]`` -> ``[length]``: zero-padded at the end or truncated (the upstream convention)."""
+  if waveform.shape[0] >= length:
+    return waveform[:length]
+  return np.pad(waveform, (0, length - waveform.shape[0]))
+
+
+def load_audio(path, sample_rate: int | None = None, *, length: int | None = None,
+               dtype=np.float32) -> tuple[np.ndarray, int]:
+  """Reads ``path`` as mono float audio.
+
+  Args:
+    path: any file soundfile can read (WAV of 8/16/24/32-bit PCM or float, FLAC, OGG, ...).
+    sample_rate: resample to this rate; None keeps the file's rate.
+    length: pad with zeros or cut to this many samples (after resampling); None keeps all.
+    dtype: output dtype. Integer PCM is scaled to [-1, 1) as soundfile does (int16 / 32768).
+
+  Returns:
+    ``(waveform [samples], rate)``.
+
+  Raises:
+    AudioError: the file is missing, empty, not audio, or holds NaN/Inf samples.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise AudioError(f"audio file {path} does not exist")
+  try:
+    # float64 first so the int16 -> float scaling is exact before any resampling.
+    data, rate = soundfile.read(path, dtype="float64", always_2d=True)
+  except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+    raise AudioError(f"cannot read {path} as audio: {error}") from None
+  if data.shape[0] == 0:
+    raise AudioError(f"audio file {path} holds no samples")
+  if not np.all(np.isfinite(data)):
+    raise AudioError(f"audio file {path} holds NaN or Inf samples")
+  # Mean over channels, as librosa.to_mono and the upstream loaders do.
+  mono = data.mean(axis=1)
+  if sample_rate is not None and sample_rate != rate:
+    if sample_rate <= 0:
+      raise AudioError(f"target sample rate must be positive, got {sample_rate}")
+    # Resampling float32 input matches librosa.load, which decodes to float32 first.
+    mono = resample(mono.astype(np.float32), rate, sample_rate)
+    rate = sample_rate
+  if length is not None:
+    mono = pad_or_cut(mono, length)
+  return np.asarray(mono, dtype=dtype), rate
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".opus")
+
+
+def list_audio_files(paths) -> list[pathlib.Path]:
+  """Files among ``paths`` plus audio files found recursively in directories, sorted per folder.
+
+  Raises:
+    AudioError: a path does not exist, or a directory holds no audio file.
+  """
+  files = []
+  for entry in paths:
+    entry = pathlib.Path(entry)
+    if entry.is_dir():
+      found = sorted(p for p in entry.rglob("*")
+                     if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+      if not found:
+        raise AudioError(f"directory {entry} contains no audio files ({', '.join(AUDIO_SUFFIXES)})")
+      files.extend(found)
+    elif entry.is_file():
+      files.append(entry)
+    else:
+      raise AudioError(f"{entry} does not exist")
+  return files

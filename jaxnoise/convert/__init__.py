@@ -1,0 +1,64 @@
+"""Converting upstream PyTorch checkpoints into jaxnoise model directories.
+
+Each family module (``cnn``, ``mobilenet``, ``htsat``) exposes:
+  ``read_tensors(path) -> {key: np.ndarray}``: the state dict out of the upstream file layout;
+  ``infer_config(arch, tensors) -> dict``: the architecture config the tensors imply;
+  ``to_flax(arch, reader, config) -> variables``: the key map, reading through a StateDictReader;
+  ``HEAD_PATHS[arch]``: glob patterns of the classifier-head variables.
+"""
+import importlib
+import pathlib
+
+import jax
+
+from jaxnoise.convert.keymap import StateDictReader, finish_conversion
+from jaxnoise.errors import ConversionError
+from jaxnoise.models import registry, store
+
+CONVERTER_MODULES = {
+    "cnn10": "jaxnoise.convert.cnn",
+    "tfnet": "jaxnoise.convert.cnn",
+    "panns_cnn10": "jaxnoise.convert.cnn",
+    "mn": "jaxnoise.convert.mobilenet",
+    "htsat": "jaxnoise.convert.htsat",
+}
+
+
+def converter(arch: str):
+  if arch not in CONVERTER_MODULES:
+    raise ConversionError(f"no converter for architecture {arch!r}; expected one of "
+                          f"{sorted(CONVERTER_MODULES)}")
+  return importlib.import_module(CONVERTER_MODULES[arch])
+
+
+def convert_tensors(arch: str, tensors: dict, *, source: str, config_overrides=None,
+                    allow_head_mismatch: bool = False):
+  """Upstream tensors -> ``(spec, variables)``, checked key by key and shape by shape."""
+  module = converter(arch)
+  config = module.infer_config(arch, tensors)
+  config.update(config_overrides or {})
+  spec = registry.build_spec(arch, config)
+  reader = StateDictReader(tensors, source)
+  variables = module.to_flax(arch, reader, dict(spec.config))
+  rng = jax.random.key(0)
+  expected = jax.eval_shape(spec.init, rng)
+  fresh = spec.init(rng) if allow_head_mismatch else None
+  variables = finish_conversion(reader, variables, expected,
+                                head_paths=module.HEAD_PATHS[arch], fresh_head=fresh)
+  return spec, variables
+
+
+def convert_checkpoint(arch: str, src, *, config_overrides=None,
+                       allow_head_mismatch: bool = False):
+  """Reads the upstream file ``src`` and converts it; see ``convert_tensors``."""
+  tensors = converter(arch).read_tensors(src)
+  return convert_tensors(arch, tensors, source=str(src), config_overrides=config_overrides,
+                         allow_head_mismatch=allow_head_mismatch)
+
+
+def convert_to_directory(arch: str, src, out, **kwargs) -> pathlib.Path:
+  """Converts ``src`` and saves it as a jaxnoise model directory ``out``; returns ``out``."""
+  spec, variables = convert_checkpoint(arch, src, **kwargs)
+  source = {"path": str(pathlib.Path(src).absolute()), "sha256": store.file_sha256(src),
+            "arch": arch, "allow_head_mismatch": bool(kwargs.get("allow_head_mismatch"))}
+  return store.save_model(out, spec, variables, source=source)

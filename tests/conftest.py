@@ -1,0 +1,43 @@
+"""Test fixtures shared by the whole suite.
+
+The golden vectors and audio live in ``../shared`` beside the repository (never copied into it);
+tests that need them take the ``shared_dir`` fixture and skip with a clear message when it is absent.
+"""
+import os
+import pathlib
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def find_shared_dir():
+  """Returns ``../shared`` relative to the repository root (or $JAXNOISE_SHARED), or None."""
+  candidate = os.environ.get("JAXNOISE_SHARED")
+  path = pathlib.Path(candidate) if candidate else REPO_ROOT.parent / "shared"
+  return path if (path / "golden").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_dir():
+  path = find_shared_dir()
+  if path is None:
+    pytest.skip(
+        f"reference material not found: expected {REPO_ROOT.parent / 'shared'} with golden/ and "
+        "data/ (or set JAXNOISE_SHARED); golden-vector tests need it")
+  return path
+
+
+@pytest.fixture(scope="session")
+def golden_dir(shared_dir):
+  return shared_dir / "golden"
+
+
+@pytest.fixture(scope="session")
+def esc50_dir(shared_dir):
+  return shared_dir / "data" / "esc50"
+
+
+@pytest.fixture(scope="session")
+def noise_dir(shared_dir):
+  return shared_dir / "data" / "noise"
