@@ -54,6 +54,24 @@ def power_to_db(power: jax.Array) -> jax.Array:
   return 10.0 * jnp.log10(jnp.maximum(power, DB_FLOOR))
 
 
+def clips_per_step() -> int | None:
+  """How many clips a frontend processes at once inside a batch; None for all at once.
+
+  On CPU the STFT of a whole batch is memory-bound (64 five-second clips make ~130 MB of frames and
+  as much of spectrum): four clips at a time keep the intermediates in cache and ran 3-5x faster
+  here. Accelerators want the whole batch in one kernel.
+  """
+  return 4 if jax.default_backend() == "cpu" else None
+
+
+def map_over_clips(function, waveform: jax.Array) -> jax.Array:
+  """``function`` (``[batch, samples] -> [batch, ...]``) applied in steps of ``clips_per_step()``."""
+  step = clips_per_step()
+  if step is None or waveform.shape[0] <= step:
+    return function(waveform)
+  return jax.lax.map(lambda clip: function(clip[None])[0], waveform, batch_size=step)
+
+
 def pad_or_cut(waveform: jax.Array, length: int) -> jax.Array:
   """``[batch, samples]`` -> ``[batch, length]``, zero-padded at the end or truncated."""
   samples = waveform.shape[-1]
@@ -79,10 +97,11 @@ def tfnet_logmel(waveform: jax.Array) -> jax.Array:
   Symmetric ``np.hanning(1764)`` (not periodic Hann: they differ by up to 0.14 dB), reflect padding,
   Slaney mel 50-11025 Hz.
   """
-  power = power_spectrogram(waveform.astype(jnp.float32), TFNET_N_FFT, TFNET_HOP,
-                            filterbanks.hann(TFNET_N_FFT, symmetric=True))
-  mel = power @ filterbanks.slaney_mel(TFNET_SAMPLE_RATE, TFNET_N_FFT, TFNET_MELS, *TFNET_BAND)
-  return power_to_db(mel)
+  mel_bank = filterbanks.slaney_mel(TFNET_SAMPLE_RATE, TFNET_N_FFT, TFNET_MELS, *TFNET_BAND)
+  window = filterbanks.hann(TFNET_N_FFT, symmetric=True)
+  return map_over_clips(
+      lambda clips: power_to_db(power_spectrogram(clips, TFNET_N_FFT, TFNET_HOP, window) @ mel_bank),
+      waveform.astype(jnp.float32))
 
 
 def min_max_normalise(features: jax.Array) -> jax.Array:
@@ -119,9 +138,11 @@ def torchlibrosa_logmel(waveform: jax.Array, *, sample_rate: int = 32000, n_fft:
   Periodic Hann, reflect padding, Slaney mel. torchlibrosa computes the DFT as a convolution; an
   rfft gives the same power up to float32 round-off.
   """
-  power = power_spectrogram(waveform.astype(jnp.float32), n_fft, hop,
-                            filterbanks.hann(n_fft, symmetric=False))
-  return power_to_db(power @ filterbanks.slaney_mel(sample_rate, n_fft, n_mels, fmin, fmax))
+  mel_bank = filterbanks.slaney_mel(sample_rate, n_fft, n_mels, fmin, fmax)
+  window = filterbanks.hann(n_fft, symmetric=False)
+  return map_over_clips(
+      lambda clips: power_to_db(power_spectrogram(clips, n_fft, hop, window) @ mel_bank),
+      waveform.astype(jnp.float32))
 
 
 # --- 3. EfficientAT (MobileNetV3 "mn") ---------------------------------------------------------
@@ -151,8 +172,12 @@ def efficientat_logmel(waveform: jax.Array, *, sample_rate: int = 32000, n_fft: 
 
 def _efficientat_from_bank(waveform, mel_bank, n_fft, win_length, hop):
   window = filterbanks.centre_pad(filterbanks.hann(win_length, symmetric=True), n_fft)
-  power = power_spectrogram(preemphasis(waveform.astype(jnp.float32)), n_fft, hop, window)
-  return (jnp.log(power @ mel_bank + EFFICIENTAT_LOG_OFFSET) + 4.5) / 5.0
+
+  def logmel(clips):
+    power = power_spectrogram(preemphasis(clips), n_fft, hop, window)
+    return (jnp.log(power @ mel_bank + EFFICIENTAT_LOG_OFFSET) + 4.5) / 5.0
+
+  return map_over_clips(logmel, waveform.astype(jnp.float32))
 
 
 def efficientat_logmel_augmented(waveform: jax.Array, rng: jax.Array, *, sample_rate: int = 32000,
