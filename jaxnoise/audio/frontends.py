@@ -171,6 +171,9 @@ def efficientat_logmel(waveform: jax.Array, *, sample_rate: int = 32000, n_fft: 
 
 
 def _efficientat_from_bank(waveform, mel_bank, n_fft, win_length, hop):
+  if waveform.shape[-1] < 2:
+    raise ValueError(f"the EfficientAT frontend needs at least 2 samples per clip (pre-emphasis "
+                     f"shortens the clip by one), got waveform of shape {waveform.shape}")
   window = filterbanks.centre_pad(filterbanks.hann(win_length, symmetric=True), n_fft)
 
   def logmel(clips):
