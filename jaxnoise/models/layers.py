@@ -1,0 +1,105 @@
+"""Building blocks shared by the CNN families (CNN10, TFNet, PANNs CNN10).
+
+Layout. The CNNs here run on ``[batch, mel, time, channels]`` maps: time on the inner (width) axis.
+Upstream PyTorch holds ``(batch, channels, time, mel)``; on XLA:CPU the time-inner layout ran the
+CNN10 stack 21-27% faster (docs/PERFORMANCE.md). Every kernel is square and every pooling window is
+2x2, so the layout changes nothing but the order of a kernel's two spatial axes, which the converter
+swaps once (``jaxnoise.convert.cnn``). Intermediates are sown back in the upstream orientation,
+``[batch, time, mel, channels]``, so that they compare directly with PyTorch outputs.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# PyTorch BatchNorm defaults: eps 1e-5 and momentum 0.1 on the NEW value, i.e. a Flax-style
+# momentum of 0.9 on the running value.
+BATCH_NORM_EPSILON = 1e-5
+BATCH_NORM_MOMENTUM = 0.9
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm over the last axis, exactly as PyTorch's ``BatchNorm{1,2}d``.
+
+  Variables carry Flax's names (params 'scale', 'bias'; batch_stats 'mean', 'var'). In training the
+  batch statistics normalise the input and the running variance is updated with the UNBIASED batch
+  variance (PyTorch's rule; ``flax.linen.BatchNorm`` uses the biased one).
+
+  Attributes:
+    momentum: weight of the old running value in the update.
+    epsilon: added to the variance.
+  """
+  momentum: float = BATCH_NORM_MOMENTUM
+  epsilon: float = BATCH_NORM_EPSILON
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array, *, use_running_average: bool) -> jax.Array:
+    features = inputs.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+    running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+    running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+    if use_running_average:
+      mean, var = running_mean.value, running_var.value
+    else:
+      reduce_axes = tuple(range(inputs.ndim - 1))
+      mean = jnp.mean(inputs, axis=reduce_axes)
+      var = jnp.mean(jnp.square(inputs - mean), axis=reduce_axes)
+      if not self.is_initializing():
+        count = inputs.size // features
+        unbiased_var = var * (count / max(count - 1, 1))
+        running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
+        running_var.value = self.momentum * running_var.value + (1 - self.momentum) * unbiased_var
+    return (inputs - mean) * (scale * jax.lax.rsqrt(var + self.epsilon)) + bias
+
+
+def conv3x3(features: int, name: str) -> nn.Conv:
+  """3x3 convolution, stride 1, zero padding 1 on both axes, no bias (the CNNs' only 3x3 conv)."""
+  return nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, name=name)
+
+
+def avg_pool_2x2(x: jax.Array) -> jax.Array:
+  """PyTorch ``avg_pool2d(kernel_size=2)``: stride 2, odd sizes drop their last row (floor)."""
+  return nn.avg_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+
+
+class ConvBlock(nn.Module):
+  """PANNs/TFNet-repo ``ConvBlock``: (conv3x3 -> BatchNorm -> ReLU) x 2 -> 2x2 average pooling.
+
+  ``[batch, mel, time, in]`` -> ``[batch, mel // 2, time // 2, features]``.
+  """
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    for index in (1, 2):
+      x = conv3x3(self.features, name=f"conv{index}")(x)
+      x = BatchNorm(name=f"bn{index}")(x, use_running_average=not train)
+      x = nn.relu(x)
+    return avg_pool_2x2(x)
+
+
+def to_mel_time(features: jax.Array) -> jax.Array:
+  """Frontend output ``[batch, time, mel]`` -> network layout ``[batch, mel, time, 1]``."""
+  return jnp.swapaxes(features, 1, 2)[..., None]
+
+
+def sow_time_mel(module: nn.Module, name: str, x: jax.Array) -> None:
+  """Sows a ``[batch, mel, time, ...]`` map as ``[batch, time, mel, ...]`` into 'intermediates'.
+
+  The transpose is only built when the caller asked for intermediates.
+  """
+  if module.is_mutable_collection("intermediates"):
+    module.sow("intermediates", name, jnp.swapaxes(x, 1, 2))
+
+
+def global_pool(x: jax.Array, *, mean_over_time: bool) -> jax.Array:
+  """``[batch, mel, time, channels]`` -> ``[batch, channels]``: mean over mel, then max over time.
+
+  With ``mean_over_time`` the mean over time is added to the max (PANNs); the TFNet repo's CNN10
+  and TFNet use the max alone.
+  """
+  x = jnp.mean(x, axis=1)
+  pooled = jnp.max(x, axis=1)
+  if mean_over_time:
+    pooled = pooled + jnp.mean(x, axis=1)
+  return pooled
