@@ -1,4 +1,4 @@
-"""Noise for robustness sweeps: colored and recorded noise, the study's band power, gains and mixing.
+"""Noise for robustness sweeps: colored and recorded noise, the study's band power, gains, mixing.
 
   noise = noise_by_name('pink', jax.random.key(0), num_samples, sample_rate)   # [samples]
   result = mix(clips, noise[None], snrs_db, sample_rate, band)  # noisy [clips, 1, snrs, samples]

@@ -3,11 +3,12 @@
   python -m jaxnoise.noise mix --noise pink --snr 10 --snr 0 --band 50 11025 --out noisy/ clips/
   python -m jaxnoise.noise report --sample-rate 44100 --band 50 11025 --out report/
 
-``mix`` writes, for every input file, noise and SNR, ``<stem>__<noise>__snr<+SNR>dB.wav`` (float32
-WAV at the input's own rate; input folders are mirrored under --out). The input is read as mono (mean
-over channels). The noise is generated or loaded at the input's rate and length; with one --seed every
-input of the same rate and length gets the same noise realisation, as in the study, which mixed one
-nominal realisation into all clips. The in-band SNR of every output equals the target.
+``mix`` writes, for every input file, noise and SNR, ``<stem>__<noise>__snr<+SNR>dB.wav``
+(float32 WAV at the input's own rate; input folders are mirrored under --out). The input is read as
+mono (mean over channels). The noise is generated or loaded at the input's rate and length; with one
+--seed every input of the same rate and length gets the same noise realisation, as in the study,
+which mixed one nominal realisation into all clips. The in-band SNR of every output equals the
+target.
 """
 import argparse
 import pathlib

@@ -1,12 +1,12 @@
 """Colored Gaussian noise from a PRNG key: white, pink, brown, blue and violet.
 
 A color is a power spectral density proportional to ``f ** exponent``. Noise of a color is white
-Gaussian noise whose rfft bin ``k`` is multiplied by ``k ** (exponent / 2)`` (amplitude is the square
-root of power), with the DC bin set to zero, then transformed back. This is the study's recipe for
-pink noise (``X[k] *= 1 / sqrt(k)``, ``X[0] = 0``) applied to every exponent.
+Gaussian noise whose rfft bin ``k`` is multiplied by ``k ** (exponent / 2)`` (amplitude is the
+square root of power), with the DC bin set to zero, then transformed back. This is the study's
+recipe for pink noise (``X[k] *= 1 / sqrt(k)``, ``X[0] = 0``) applied to every exponent.
 
-The sample rate does not enter: bin ``k`` sits at ``k * sample_rate / num_samples`` Hz, so shaping by
-``(k * df) ** (exponent / 2)`` differs from shaping by ``k ** (exponent / 2)`` only by a constant
+The sample rate does not enter: bin ``k`` sits at ``k * sample_rate / num_samples`` Hz, so shaping
+by ``(k * df) ** (exponent / 2)`` differs from shaping by ``k ** (exponent / 2)`` only by a constant
 factor, which the normalisation below removes. The same function therefore serves every rate.
 
 Normalisation: each realisation is divided by its own standard deviation (over its samples, as the
@@ -39,7 +39,8 @@ def spectral_gains(num_samples: int, exponent: float) -> np.ndarray:
   """Amplitude gain per rfft bin ``[num_samples // 2 + 1]``: ``k ** (exponent / 2)``, 0 at DC.
 
   DC is zeroed because ``0 ** exponent`` is infinite for the red colors and because noise with a
-  mean would only add power at 0 Hz, which the band power ignores (its periodogram removes the mean).
+  mean would only add power at 0 Hz, which the band power ignores (its periodogram removes the
+  mean).
   """
   bins = np.arange(num_samples // 2 + 1, dtype=np.float64)
   gains = np.zeros_like(bins)
@@ -83,5 +84,5 @@ def colored_noise(key: jax.Array, num_samples: int, color: str,
 
 def colored_noise_batch(keys: jax.Array, num_samples: int, color: str,
                         dtype=jnp.float32) -> jax.Array:
-  """Keys ``[batch]`` -> independent realisations ``[batch, num_samples]`` (vmap of colored_noise)."""
+  """Keys ``[batch]`` -> independent realisations ``[batch, num_samples]``, by vmap."""
   return jax.vmap(lambda key: colored_noise(key, num_samples, color, dtype))(keys)

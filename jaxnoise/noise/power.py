@@ -10,8 +10,8 @@ The study's band power of a signal ``x`` sampled at ``fs`` is (scipy, float64)::
 
 Quirks reproduced on purpose (numbers for 5-s clips, df = 0.2 Hz):
 - The lower edge is the last bin <= fmin, so the band reaches one bin below fmin when fmin is off
-  the frequency grid; with fmin = 0 it starts at DC (the periodogram removed the mean, so a DC offset
-  still adds nothing).
+  the frequency grid; with fmin = 0 it starts at DC (the periodogram removed the mean, so a DC
+  offset still adds nothing).
 - The upper edge drops the last bin <= fmax: the bin at fmax is excluded when fmax is on the grid
   ((50, 11025) at 44.1 kHz integrates bins 250 .. 55124, i.e. 50.0 .. 11024.8 Hz).
 - If fmax >= fs / 2 no bin exceeds it, argmax returns 0, ind_max = -1, and the slice silently drops
@@ -19,8 +19,8 @@ Quirks reproduced on purpose (numbers for 5-s clips, df = 0.2 Hz):
 - The trapezoid gives the two end bins of the slice half weight.
 
 Here the indices are computed once in numpy from (num_samples, sample_rate, band) and become a
-static slice and a weight vector, so ``P = sum_k weight_k * |rfft(x - mean(x))_k|^2`` over the slice:
-one float32 rfft per signal, batched, jit-able. The weights fold in the density scaling
+static slice and a weight vector, so ``P = sum_k weight_k * |rfft(x - mean(x))_k|^2`` over the
+slice: one float32 rfft per signal, batched, jit-able. The weights fold in the density scaling
 ``1 / (fs * n)``, the one-sided doubling and the trapezoid's ``diff(f)`` weights taken from the same
 ``f`` scipy uses. The float32 result matches scipy's float64 one to about 1e-7 relative.
 
@@ -65,7 +65,7 @@ def band_indices(num_samples: int, sample_rate: float, band) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=64)
 def _band_weights(num_samples: int, sample_rate: float, band: tuple) -> tuple[int, int, np.ndarray]:
-  """``(start, stop, weights [stop - start] float64)`` with P = sum(weights * |rfft|^2[start:stop])."""
+  """``(start, stop, weights [stop - start])``: P = sum(weights * |rfft|^2[start:stop])."""
   fmin, fmax = band
   if num_samples < 2 or sample_rate <= 0:
     raise ConfigError(f"band power needs >= 2 samples and a positive sample rate, got "

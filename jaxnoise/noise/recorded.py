@@ -2,7 +2,7 @@
 
 A recording is mixed down to mono (mean over channels), resampled to the model's rate (soxr HQ, as
 ``librosa.load``) and brought to the clip length: a longer recording is cut (its start is kept), a
-shorter one is looped, i.e. repeated end to start as many times as needed (``np.tile``) and then cut.
+shorter one is looped, i.e. repeated end to start as many times as needed (``np.tile``), then cut.
 The loop joins are hard splices without a crossfade, so a recording whose ends differ gets a step
 there, which is broadband; for the 5-s ESC-50 noises at 5-s clips no loop happens.
 """
@@ -26,7 +26,7 @@ def loop_or_cut(waveform: np.ndarray, num_samples: int) -> np.ndarray:
 
 
 def load_noise_file(path, sample_rate: int, num_samples: int) -> np.ndarray:
-  """A recording as mono float32 ``[num_samples]`` at ``sample_rate``, looped or cut (see module doc).
+  """A recording as mono float32 ``[num_samples]`` at ``sample_rate``, looped or cut (module doc).
 
   Raises:
     AudioError: the file is missing or not readable audio.
