@@ -269,6 +269,8 @@ def test_spec_describes_the_upstream_pipeline(arch):
     assert (spec.sample_rate, spec.band, spec.output_activation) == (32000, (50.0, 14000.0),
                                                                      "sigmoid")
     assert spec.num_classes == 527 and spec.clip_seconds == 5.0
+    assert spec.labels[:2] == ("Speech", "Male speech, man speaking")
+    assert registry.build_spec(arch, {"num_classes": 19}).labels[-1] == "class_18"
   else:
     assert (spec.sample_rate, spec.band, spec.output_activation) == (44100, (50.0, 11025.0),
                                                                      "softmax")

@@ -18,18 +18,18 @@ before ``fc1``, and 0.5 on the returned embedding only (the logits use the un-dr
 activation).
 """
 import functools
-import importlib.util
 
 import flax.linen as nn
 import jax
 
 from jaxnoise.audio import frontends
+from jaxnoise.data import labels
 from jaxnoise.errors import ConfigError
 from jaxnoise.models import layers
 from jaxnoise.models.cnn10 import BLOCK_FEATURES, head_labels
 from jaxnoise.models.spec import ModelSpec
 
-AUDIOSET_CLASSES = 527
+AUDIOSET_CLASSES = labels.AUDIOSET_NUM_CLASSES
 SAMPLE_RATE = 32000
 MEL_BINS = 64
 BAND = (50.0, 14000.0)
@@ -73,21 +73,13 @@ class PannsCnn10(nn.Module):
     return {"logits": logits, "embedding": embedding}
 
 
-def audioset_label_names():
-  """The 527 AudioSet class names shipped with jaxnoise, or None if this install lacks them."""
-  if importlib.util.find_spec("jaxnoise.data.labels") is None:
-    return None
-  from jaxnoise.data import labels  # pylint: disable=import-outside-toplevel
-  return tuple(labels.audioset_labels())
-
-
 def build_spec(config: dict) -> ModelSpec:
   clip_seconds = config["clip_seconds"]
   if isinstance(clip_seconds, bool) or not isinstance(clip_seconds, (int, float)) or not (
       clip_seconds > 0):
     raise ConfigError(f"panns_cnn10: clip_seconds must be a positive number, got "
                       f"{clip_seconds!r}")
-  default = audioset_label_names() if config["num_classes"] == AUDIOSET_CLASSES else None
+  default = labels.audioset_labels() if config["num_classes"] == AUDIOSET_CLASSES else None
   return ModelSpec(
       arch="panns_cnn10",
       config=config,
