@@ -73,21 +73,28 @@ CHECKS = {
             1e-4, 1e-4) for k in (2, 3, 4)},
     },
 }
+
+
+def _attention_checks(block):
+  """TF-block ``block``'s attention tensors and mixing weights."""
+  def sown(name, add_channel=False):
+    def extract(run):
+      value = first(run["intermediates"][block], name)
+      return value[:, None] if add_channel else value
+    return extract
+  return {
+      f"{block}_bnx_out": (sown("bnx_out", add_channel=True), 2e-4, 2e-4),
+      f"{block}_bny_out": (sown("bny_out", add_channel=True), 2e-4, 2e-4),
+      f"{block}_freq_attention": (sown("freq_attention"), 1e-4, 0.0),
+      f"{block}_time_attention": (sown("time_attention"), 1e-4, 0.0),
+      f"{block}_softmax_alpha": (sown("softmax_alpha"), 1e-6, 0.0),
+      f"{block}_alpha": (lambda run: run["variables"]["params"][block]["alpha"], 0.0, 0.0),
+  }
+
+
 for _k in range(1, 5):
-  _block = f"tfblock{_k}"
-  CHECKS["tfnet"].update({
-      f"{_block}_bnx_out": (lambda run, b=_block: first(run["intermediates"][b], "bnx_out")[:, None],
-                            2e-4, 2e-4),
-      f"{_block}_bny_out": (lambda run, b=_block: first(run["intermediates"][b], "bny_out")[:, None],
-                            2e-4, 2e-4),
-      f"{_block}_freq_attention": (
-          lambda run, b=_block: first(run["intermediates"][b], "freq_attention"), 1e-4, 0.0),
-      f"{_block}_time_attention": (
-          lambda run, b=_block: first(run["intermediates"][b], "time_attention"), 1e-4, 0.0),
-      f"{_block}_softmax_alpha": (
-          lambda run, b=_block: first(run["intermediates"][b], "softmax_alpha"), 1e-6, 0.0),
-      f"{_block}_alpha": (lambda run, b=_block: run["variables"]["params"][b]["alpha"], 0.0, 0.0),
-  })
+  CHECKS["tfnet"].update(_attention_checks(f"tfblock{_k}"))
+
 # Keys that are inputs, names or frontend outputs rather than network results.
 NOT_NETWORK_OUTPUTS = {"clip_names", "esc50_targets", "logmel_raw", "input_feature", "logmel"}
 

@@ -5,8 +5,8 @@ Checkpoint layouts read: the TFNet repository's ``{'iteration', 'model', 'optimi
 
 Upstream keys that are deliberately not converted, each with its reason:
   cnn10: ``fc2.*``, a layer defined but never called in forward.
-  tfnet: per block ``bnz.*``, ``fc1.*``, ``fc2.*``, ``downsample.weight``, ``bn.*``: defined but never
-    called in forward.
+  tfnet: per block ``bnz.*``, ``fc1.*``, ``fc2.*``, ``downsample.weight``, ``bn.*``: defined but
+    never called in forward.
   panns_cnn10: ``spectrogram_extractor.stft.conv_{real,imag}.weight`` (windowed DFT kernels) and
     ``logmel_extractor.melW`` (mel filterbank), frozen tensors that the frontend recomputes; their
     shapes are checked against the frontend (n_fft 1024, 64 mels), and the test suite checks their

@@ -28,7 +28,9 @@ BLOCK_FEATURES = (64, 128, 256, 512)
 
 
 class Cnn10(nn.Module):
-  """``[batch, time, mel]`` normalised log-mel -> {'logits' [batch, classes], 'embedding' [batch, 512]}.
+  """Normalised log-mel ``[batch, time, mel]`` -> {'logits', 'embedding'}.
+
+  'logits' ``[batch, classes]``; 'embedding' ``[batch, 512]``, the pooled input of ``fc``.
 
   Sown intermediates ('intermediates' collection, upstream orientation): ``conv_block{k}_out``,
   the output of block k after its pooling, ``[batch, time, mel, channels]``.

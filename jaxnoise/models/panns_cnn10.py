@@ -7,9 +7,10 @@ published checkpoint). Users start from those weights to fine-tune on ESC-50.
 
 Clip length. Upstream inference (``pytorch/inference.py``) feeds a file of any length to the
 network without padding, and the network accepts any length (its pooling is global). The study's
-clips last 5 s, so the spec's ``clip_seconds`` defaults to 5: a 5-s ESC-50 clip is classified exactly
-as upstream inference classifies that file. Padding it to AudioSet's 10 s would NOT be equivalent
-(the silent half enters the mean over time); set ``clip_seconds`` to 10 for AudioSet clips.
+clips last 5 s, so the spec's ``clip_seconds`` defaults to 5: a 5-s ESC-50 clip is classified
+exactly as upstream inference classifies that file. Padding it to AudioSet's 10 s would NOT
+be equivalent (the silent half enters the mean over time); set ``clip_seconds`` to 10 for AudioSet
+clips.
 
 Training. Upstream applies SpecAugment (2 time stripes of up to 64 frames, 2 mel stripes of up to
 8 bins) and mixup inside its forward pass; here both belong to the training loop (``config.train``),

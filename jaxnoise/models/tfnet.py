@@ -81,7 +81,9 @@ class TFBlock(nn.Module):
 
 
 class TFNet(nn.Module):
-  """``[batch, time, mel]`` normalised log-mel -> {'logits' [batch, classes], 'embedding' [batch, 512]}.
+  """Normalised log-mel ``[batch, time, mel]`` -> {'logits', 'embedding'}.
+
+  'logits' ``[batch, classes]``; 'embedding' ``[batch, 512]``, the pooled input of ``fc``.
 
   Sown intermediates: ``tfblock{k}_out`` (block outputs after pooling, ``[batch, time, mel,
   channels]``) and, under ``tfblock{k}``, the attention tensors listed in ``TFBlock``.
