@@ -1,0 +1,213 @@
+"""The sweep's compiled step: noise gain, mixing, frontend, network and decision, at every SNR at once.
+
+For a chunk of clean clips ``[clips, samples]`` with their in-band powers ``[clips]``, a noise
+``[noises, samples]`` with its in-band power ``[noises]`` and an SNR grid ``[snrs]``, one jitted call
+computes (per device, on its block of clips and SNRs)::
+
+  alpha = sqrt(P_x * 10^(-snr/10) / P_n0)      jaxnoise.noise.noise_gain, silent clips get 0
+  noisy = clean + alpha * noise                 noise broadcast: noises = 1 (one realisation mixed
+                                                into every clip) or noises = clips (one per clip)
+  scores = readout(spec.scores(network(frontend(noisy))))
+  predicted = argmax(scores)                    [clips, snrs]
+
+``jax.vmap`` over the SNR axis turns the per-SNR function into one batched network call of
+clips x SNRs, and the clip chunk bounds its memory whatever the grid size. ``shard_map`` gives every
+device of the ('clips', 'snrs') mesh its own block; chunks are padded to the mesh (zero clips, the
+last SNR repeated) and the padding is dropped before anything is returned.
+"""
+import collections
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from jaxnoise.noise import band_power, colored_noise_batch, noise_gain
+from jaxnoise.sweep import sharding
+from jaxnoise.sweep.sharding import CLIP_AXIS, SNR_AXIS
+
+
+def fit_length(waveform: jax.Array, length: int) -> jax.Array:
+  """``[..., samples]`` -> ``[..., length]``: repeated end to start, or cut (models trained on
+  longer clips than ESC-50's 5 s, such as HTS-AT's 10 s, get the clip repeated, as upstream)."""
+  samples = waveform.shape[-1]
+  if samples == length:
+    return waveform
+  repeats = -(-length // samples)
+  return jnp.tile(waveform, (1,) * (waveform.ndim - 1) + (repeats,))[..., :length]
+
+
+def noisy_predictions(spec, readout, variables, clean, clean_power, noise, noise_power, snrs,
+                      *, with_logits: bool = False):
+  """Predictions for every clip at every SNR (pure; what each device runs on its block).
+
+  Args:
+    spec: the ModelSpec.
+    readout: a ``jaxnoise.sweep.readout.Readout`` (model outputs -> tested classes).
+    variables: the model's Flax variables.
+    clean: ``[clips, samples]`` at ``spec.sample_rate``.
+    clean_power: ``[clips]`` in-band powers of ``clean``.
+    noise: ``[noises, samples]`` with noises = 1 or clips.
+    noise_power: ``[noises]`` in-band powers of ``noise``.
+    snrs: ``[snrs]`` target SNRs in dB; +inf gives the clean clip exactly (alpha = 0).
+    with_logits: also return the network's logits.
+
+  Returns:
+    ``{'predicted': [clips, snrs] int32}`` (positions in ``readout.target_ids``), plus
+    ``'logits': [clips, snrs, outputs]`` if asked.
+  """
+  def at_snr(snr):
+    gains = noise_gain(clean_power, noise_power, snr).astype(clean.dtype)
+    noisy = fit_length(clean + gains[:, None] * noise, spec.clip_samples)
+    logits = spec.apply(variables, noisy, train=False)["logits"]
+    scores = readout.class_scores(spec.scores(logits))
+    return jnp.argmax(scores, axis=-1).astype(jnp.int32), logits
+
+  predicted, logits = jax.vmap(at_snr, out_axes=1)(snrs.astype(clean.dtype))
+  outputs = {"predicted": predicted}
+  if with_logits:
+    outputs["logits"] = logits
+  return outputs
+
+
+class SweepEngine:
+  """The compiled sweep of one model over a fixed set of clips, on a device mesh.
+
+  The clean clips and their powers are put on the devices once, in chunks of ``chunk_clips``
+  (rounded up to the mesh's clip axis); every noise unit then streams over those chunks.
+
+  Args:
+    spec, readout, variables: the model and its decision rule.
+    clips: ``[clips, samples]`` host array of clean clips at ``spec.sample_rate``.
+    mesh: a ('clips', 'snrs') mesh (``sharding.make_mesh``).
+    chunk_clips: clips per compiled call.
+    with_logits: also return logits.
+  """
+
+  def __init__(self, spec, readout, variables, clips: np.ndarray, mesh, *, chunk_clips: int,
+               with_logits: bool = False):
+    self.spec, self.readout, self.mesh = spec, readout, mesh
+    self.with_logits = with_logits
+    self.num_clips, self.num_samples = clips.shape
+    self.chunk = sharding.round_up(max(1, min(chunk_clips, self.num_clips)),
+                                   mesh.shape[CLIP_AXIS])
+    replicated = PartitionSpec()
+    self.variables = jax.tree.map(lambda leaf: sharding.put(np.asarray(leaf), mesh, replicated),
+                                  variables)
+    self.clip_chunks = []
+    self.power_chunks = []
+    power = jax.jit(functools.partial(band_power, sample_rate=spec.sample_rate, band=spec.band))
+    for start in range(0, self.num_clips, self.chunk):
+      block = self.pad_clips(clips[start:start + self.chunk])
+      on_device = sharding.put(block, mesh, PartitionSpec(CLIP_AXIS, None))
+      self.clip_chunks.append(on_device)
+      self.power_chunks.append(power(on_device))
+    self._steps = {}
+    self._colored = {}
+
+  @property
+  def num_chunks(self) -> int:
+    return len(self.clip_chunks)
+
+  def chunk_slice(self, index: int) -> slice:
+    """The rows of the full clip list that chunk ``index`` holds."""
+    return slice(index * self.chunk, min((index + 1) * self.chunk, self.num_clips))
+
+  def pad_clips(self, block: np.ndarray) -> np.ndarray:
+    """Pads a ``[n, ...]`` host block with zero rows to the chunk size (silent clips get no noise
+    and their rows are dropped)."""
+    missing = self.chunk - block.shape[0]
+    return np.pad(block, [(0, missing)] + [(0, 0)] * (block.ndim - 1)) if missing else block
+
+  def clip_powers(self) -> np.ndarray:
+    """``[clips]`` in-band powers of the clean clips (host copy)."""
+    return np.concatenate([sharding.fetch(power) for power in self.power_chunks])[:self.num_clips]
+
+  def step(self, per_clip_noise: bool):
+    """The jitted, sharded step for a noise of 1 row (``per_clip_noise=False``) or a row per clip."""
+    if per_clip_noise not in self._steps:
+      noise_spec = PartitionSpec(CLIP_AXIS, None) if per_clip_noise else PartitionSpec(None, None)
+      noise_power_spec = PartitionSpec(CLIP_AXIS) if per_clip_noise else PartitionSpec(None)
+      out_specs = {"predicted": PartitionSpec(CLIP_AXIS, SNR_AXIS)}
+      if self.with_logits:
+        out_specs["logits"] = PartitionSpec(CLIP_AXIS, SNR_AXIS, None)
+      local = functools.partial(noisy_predictions, self.spec, self.readout,
+                                with_logits=self.with_logits)
+      self._steps[per_clip_noise] = jax.jit(jax.shard_map(
+          local, mesh=self.mesh,
+          in_specs=(PartitionSpec(), PartitionSpec(CLIP_AXIS, None), PartitionSpec(CLIP_AXIS),
+                    noise_spec, noise_power_spec, PartitionSpec(SNR_AXIS)),
+          out_specs=out_specs, check_vma=False))
+    return self._steps[per_clip_noise]
+
+  def put_snrs(self, snrs) -> tuple[jax.Array, int]:
+    """The SNR grid padded (last value repeated) to the mesh's SNR axis, on the devices."""
+    snrs = np.asarray(snrs, np.float32).reshape(-1)
+    padded = sharding.round_up(snrs.size, self.mesh.shape[SNR_AXIS])
+    snrs = np.concatenate([snrs, np.repeat(snrs[-1:], padded - snrs.size)])
+    return sharding.put(snrs, self.mesh, PartitionSpec(SNR_AXIS)), padded
+
+  def put_replicated(self, array: np.ndarray) -> jax.Array:
+    """A host array copied to every device (a nominal noise ``[1, samples]``, its power)."""
+    return sharding.put(array, self.mesh, PartitionSpec())
+
+  def put_per_clip(self, block: np.ndarray) -> jax.Array:
+    """A host block of per-clip rows ``[n <= chunk, ...]``, padded and split over the clip axis."""
+    block = self.pad_clips(block)
+    return sharding.put(block, self.mesh, PartitionSpec(CLIP_AXIS, *([None] * (block.ndim - 1))))
+
+  def noise_power(self, noise: jax.Array) -> jax.Array:
+    """``[noises]`` in-band powers of a noise already on the devices."""
+    return band_power(noise, self.spec.sample_rate, self.spec.band)
+
+  def colored_per_clip(self, key: jax.Array, numbers: np.ndarray, color: str) -> jax.Array:
+    """``[chunk, samples]`` colored noise generated on the devices, row i from
+    ``fold_in(key, numbers[i])``, already split over the clip axis."""
+    if color not in self._colored:
+      def generate(key_data, numbers):
+        base = jax.random.wrap_key_data(key_data)
+        keys = jax.vmap(lambda number: jax.random.fold_in(base, number))(numbers)
+        return colored_noise_batch(keys, self.num_samples, color)
+      self._colored[color] = jax.jit(
+          generate, out_shardings=NamedSharding(self.mesh, PartitionSpec(CLIP_AXIS, None)))
+    key_data = self.put_replicated(np.asarray(jax.random.key_data(key)))
+    return self._colored[color](key_data, self.put_per_clip(np.asarray(numbers, np.uint32)))
+
+  def run(self, noise_for_chunk, snrs, *, per_clip_noise: bool):
+    """Predictions of every clip at every SNR for one noise unit.
+
+    Args:
+      noise_for_chunk: ``noise_for_chunk(chunk_index) -> (noise, noise_power)`` device arrays as
+        ``put_replicated``/``put_per_clip``/``noise_power`` make them (the same pair for every chunk when the noise is one
+        nominal realisation).
+      snrs: the SNR grid in dB.
+      per_clip_noise: whether the noise has a row per clip.
+
+    Returns:
+      ``(predicted [clips, snrs] int array, logits [clips, snrs, outputs] or None)`` on the host.
+    """
+    step = self.step(per_clip_noise)
+    snr_array, _ = self.put_snrs(snrs)
+    num_snrs = np.asarray(snrs).size
+    predicted, logits, pending = [], [], collections.deque()
+
+    def collect():
+      index, outputs = pending.popleft()
+      rows = self.chunk_slice(index).stop - self.chunk_slice(index).start
+      predicted.append(sharding.fetch(outputs["predicted"])[:rows, :num_snrs])
+      if self.with_logits:
+        logits.append(sharding.fetch(outputs["logits"])[:rows, :num_snrs])
+
+    # One chunk in flight while the next is dispatched: the devices never wait for the host, and
+    # at most two chunks of noisy clips exist at a time, so memory stays flat.
+    for index in range(self.num_chunks):
+      noise, noise_power = noise_for_chunk(index)
+      pending.append((index, step(self.variables, self.clip_chunks[index],
+                                  self.power_chunks[index], noise, noise_power, snr_array)))
+      if len(pending) > 1:
+        collect()
+    while pending:
+      collect()
+    return (np.concatenate(predicted),
+            np.concatenate(logits) if self.with_logits else None)

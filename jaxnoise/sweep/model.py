@@ -1,0 +1,150 @@
+"""The model(s) a sweep classifies with: a checkpoint given in the config, or the trained fold models.
+
+``config.model.checkpoint`` may be a converted model directory, or an upstream PyTorch checkpoint
+(converted on the fly and cached in ``<cache_dir>/models/``). A published checkpoint named like its
+release asset (``mn04_as_mAP_432.pt``) that is not on disk is downloaded once to that path when the
+machine is online. Without a checkpoint, the sweep uses the models the 'train' mode left in
+``workdir/fold{k}/model``, each swept on its own test fold.
+"""
+import dataclasses
+import hashlib
+import logging
+import pathlib
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+
+import jax
+import numpy as np
+
+from jaxnoise.errors import ConfigError, JaxnoiseError
+from jaxnoise.models import store
+
+# Published checkpoints that can be fetched by file name: name -> (url, sha256).
+RELEASES = {
+    "mn04_as_mAP_432.pt": (
+        "https://github.com/fschmid56/EfficientAT/releases/download/v0.0.1/mn04_as_mAP_432.pt",
+        "899a8c6217063f6941793102a2780b3dd788ab11fce468d9cf5f0577c453321c"),
+}
+
+
+@dataclasses.dataclass
+class SweptModel:
+  """A model to sweep and where it came from.
+
+  Attributes:
+    name: the ``model`` column of the tables.
+    spec, variables: the model.
+    folds: test folds this model is swept on; None for every fold in the data.
+    provenance: checkpoint path, file hash, hash of the variables.
+  """
+  name: str
+  spec: object
+  variables: dict
+  folds: tuple | None
+  provenance: dict
+
+
+def variables_sha256(variables) -> str:
+  """A hash of every variable's path, shape, dtype and bytes (identifies the weights swept)."""
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
+    leaf = np.asarray(leaf)
+    digest.update(f"{jax.tree_util.keystr(path)}:{leaf.shape}:{leaf.dtype};".encode())
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()
+
+
+def download_release(path: pathlib.Path):
+  """Fetches the published checkpoint named ``path.name`` to ``path``, checking its sha256."""
+  url, expected = RELEASES[path.name]
+  path.parent.mkdir(parents=True, exist_ok=True)
+  handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+  logging.info("downloading %s to %s", url, path)
+  try:
+    with urllib.request.urlopen(url, timeout=60) as response, open(handle, "wb") as out:
+      shutil.copyfileobj(response, out, length=1 << 20)
+    actual = store.file_sha256(temporary)
+    if actual != expected:
+      raise JaxnoiseError(f"the file downloaded from {url} has sha256 {actual}, expected {expected}")
+    pathlib.Path(temporary).replace(path)
+  finally:
+    pathlib.Path(temporary).unlink(missing_ok=True)
+
+
+def resolve_checkpoint(text: str) -> pathlib.Path:
+  """The checkpoint path of the config, downloading a known release that is missing."""
+  path = pathlib.Path(text).expanduser()
+  if path.exists():
+    return path
+  if path.name not in RELEASES:
+    raise ConfigError(f"config.model.checkpoint={text!r} does not exist; expected a converted model "
+                      "directory or an upstream PyTorch checkpoint file")
+  url = RELEASES[path.name][0]
+  try:
+    download_release(path)
+  except (urllib.error.URLError, OSError) as error:
+    raise JaxnoiseError(
+        f"the checkpoint {path} is not on disk and downloading it from {url} failed "
+        f"({type(error).__name__}: {error}). Offline? Fetch {url} on a connected machine and pass "
+        f"--config.model.checkpoint=/path/to/{path.name} (or a converted model directory)") from None
+  return path
+
+
+def converted_directory(arch: str, source: pathlib.Path, cache_dir) -> pathlib.Path:
+  """A converted model directory for the upstream file ``source`` (converted once, then cached)."""
+  digest = store.file_sha256(source)
+  out = pathlib.Path(cache_dir).expanduser() / "models" / f"{digest[:16]}-{arch}"
+  if not (out / store.CONFIG_FILE).is_file():
+    from jaxnoise import convert  # pylint: disable=import-outside-toplevel
+    logging.info("converting %s (%s) into %s", source, arch, out)
+    # The head is part of what is swept: a mismatched head would be random, so it is never allowed.
+    convert.convert_to_directory(arch, source, out, allow_head_mismatch=False)
+  return out
+
+
+def load_checkpoint_model(config) -> SweptModel:
+  source = resolve_checkpoint(str(config.model.checkpoint))
+  provenance = {"checkpoint": str(source.absolute())}
+  if source.is_dir():
+    directory = source
+  else:
+    provenance["checkpoint_sha256"] = store.file_sha256(source)
+    directory = converted_directory(config.model.arch, source, config.data.cache_dir)
+    provenance["converted"] = str(directory)
+  spec, variables = store.load_model(directory)
+  if source.is_dir() and config.model.arch and spec.arch != config.model.arch:
+    logging.info("config.model.arch=%s, but %s holds a %s model: using %s", config.model.arch,
+                 source, spec.arch, spec.arch)
+  provenance["source"] = store.read_model_config(directory).get("source", {})
+  provenance["variables_sha256"] = variables_sha256(variables)
+  name = config.model.name or source.stem
+  return SweptModel(name, spec, variables, None, provenance)
+
+
+def load_trained_models(config, workdir) -> list[SweptModel]:
+  """The models of the 'train' mode in ``workdir/fold{k}/model``, one per test fold."""
+  models = []
+  for directory in sorted(pathlib.Path(workdir).glob("fold*/model")):
+    if not (directory / store.CONFIG_FILE).is_file():
+      continue
+    fold = int(directory.parent.name[len("fold"):])
+    spec, variables = store.load_model(directory)
+    models.append(SweptModel(config.model.name or spec.arch, spec, variables, (fold,),
+                             {"checkpoint": str(directory.absolute()),
+                              "variables_sha256": variables_sha256(variables)}))
+  return models
+
+
+def load_models(config, workdir) -> list[SweptModel]:
+  """The checkpoint of ``config.model.checkpoint``, else the trained fold models of ``workdir``."""
+  if config.model.checkpoint:
+    return [load_checkpoint_model(config)]
+  models = load_trained_models(config, workdir)
+  if not models:
+    raise ConfigError(
+        f"nothing to sweep: config.model.checkpoint is empty and {workdir} holds no trained model "
+        "(fold*/model); run the 'train' mode first or pass --config.model.checkpoint=PATH (a "
+        "converted model directory or an upstream PyTorch checkpoint)")
+  return models

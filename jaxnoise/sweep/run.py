@@ -1,0 +1,245 @@
+"""The sweep mode: every noise x realisation x SNR x test clip through a model, into the tables.
+
+  run(config, workdir)   # what `launch.py` calls for the 'sweep' mode
+
+1. the model(s): ``config.model.checkpoint`` or the trained fold models (``jaxnoise.sweep.model``);
+2. the test clips of the configured classes and folds, decoded once at the model's rate (ESC-50's
+   5 s; models that want longer clips repeat them inside the compiled step);
+3. the noises by name (``jaxnoise.sweep.noises``);
+4. a ('clips', 'snrs') device mesh over every device of every host, and the compiled engine;
+5. one unit at a time (the clean pass, then each noise realisation), skipping units a previous,
+   interrupted run already finished; process 0 writes each unit, then the tidy tables.
+"""
+import dataclasses
+import importlib.metadata
+import logging
+import math
+import platform
+import time
+
+import jax
+import numpy as np
+
+from jaxnoise.data import clips as clip_loading
+from jaxnoise.data import esc50
+from jaxnoise.errors import ConfigError
+from jaxnoise.report import metrics
+from jaxnoise.sweep import engine as engine_lib
+from jaxnoise.sweep import model as model_lib
+from jaxnoise.sweep import noises as noise_lib
+from jaxnoise.sweep import readout as readout_lib
+from jaxnoise.sweep import sharding, store
+
+CLEAN_SNR = math.inf  # the clean pass: gain exactly 0
+
+
+def check_sweep_config(sweep_config) -> tuple[float, ...]:
+  """The SNR grid as floats, after checking the sweep settings; ConfigError naming the key."""
+  try:
+    snrs = tuple(float(snr) for snr in sweep_config.snrs)
+  except (TypeError, ValueError):
+    raise ConfigError(f"config.sweep.snrs must be a sequence of numbers (dB), got "
+                      f"{sweep_config.snrs!r}") from None
+  if not snrs:
+    raise ConfigError("config.sweep.snrs is empty: give at least one SNR in dB, e.g. '(-10,0,10)'")
+  if not all(math.isfinite(snr) for snr in snrs):
+    raise ConfigError(f"config.sweep.snrs must be finite numbers, got {snrs}")
+  if len(set(snrs)) != len(snrs):
+    raise ConfigError(f"config.sweep.snrs lists an SNR twice: {snrs}")
+  for key in ("realisations", "chunk_clips"):
+    if int(sweep_config[key]) < 1:
+      raise ConfigError(f"config.sweep.{key} must be at least 1, got {sweep_config[key]}")
+  if int(sweep_config.snr_devices) < 0:
+    raise ConfigError(f"config.sweep.snr_devices must be >= 0 (0 = automatic), got "
+                      f"{sweep_config.snr_devices}")
+  return snrs
+
+
+def test_records(config, root):
+  """``(all records, tested records, label_names, target_ids)`` for the configured classes and folds."""
+  every = esc50.load_metadata(root)
+  records, label_names, target_ids = esc50.select_classes(every, config.data.classes,
+                                                          config.data.dropped_class)
+  folds = tuple(int(fold) for fold in config.sweep.folds) or esc50.folds_present(records)
+  unknown = [fold for fold in folds if fold not in esc50.FOLDS]
+  if unknown:
+    raise ConfigError(f"config.sweep.folds={tuple(config.sweep.folds)}: folds {unknown} are not "
+                      f"ESC-50 folds {esc50.FOLDS}")
+  tested = sorted((r for r in records if r.fold in folds), key=lambda r: (r.fold, r.filename))
+  if not tested:
+    raise ConfigError(f"no clip of the classes {config.data.classes!r} in folds {folds} of {root} "
+                      f"(folds present: {esc50.folds_present(records)})")
+  return every, tested, label_names, target_ids
+
+
+@dataclasses.dataclass
+class Group:
+  """One model and the clips it is swept on (all test clips, or its own test fold)."""
+  model: model_lib.SweptModel
+  records: list
+  prefix: str
+
+
+def unit_rows(model_name, records, unit, snrs, predicted, target_ids, sources):
+  """Tidy rows of one unit: ``predicted [clips, snrs]`` (positions in ``target_ids``)."""
+  rows = []
+  for column, snr in enumerate(snrs):
+    for record, guess, source in zip(records, predicted[:, column], sources):
+      predicted_target = target_ids[int(guess)]
+      rows.append({
+          "model": model_name, "noise": unit.name, "realisation": unit.realisation,
+          "snr_db": store.format_snr(snr), "fold": record.fold, "file": record.filename,
+          "target": record.target, "target_name": record.category,
+          "predicted": predicted_target, "predicted_name": esc50.CLASS_NAMES[predicted_target],
+          "noise_source": source})
+  return rows
+
+
+def versions() -> dict:
+  found = {"python": platform.python_version()}
+  for package in ("jax", "jaxlib", "flax", "numpy", "scipy", "jaxnoise"):
+    try:
+      found[package] = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      found[package] = "not installed"
+  return found
+
+
+@dataclasses.dataclass
+class Inputs:
+  """What a sweep (and its report) reads besides the model."""
+  root: object
+  every: list          # all records of the ESC-50 copy
+  tested: list         # the test clips, sorted by (fold, file name)
+  label_names: tuple
+  target_ids: tuple
+  noise_types: list
+
+
+def resolve_inputs(config) -> Inputs:
+  """The data and noises of ``config`` (no audio decoded yet)."""
+  root = esc50.find_dataset(config.data.root, config.data.cache_dir,
+                            download=bool(config.data.get("download", True)))
+  every, tested, label_names, target_ids = test_records(config, root)
+  noise_entries = tuple(config.sweep.noises) + tuple(config.sweep.noise_paths)
+  noise_types = noise_lib.parse_noises(
+      noise_entries, records=every, data_root=root,
+      esc50_noise_dirs=tuple(config.sweep.esc50_noise_dirs), tested_targets=target_ids)
+  return Inputs(root, every, tested, label_names, target_ids, noise_types)
+
+
+def run(config, workdir) -> dict:
+  """Runs the sweep of ``config`` into ``workdir`` (module doc); returns a summary dict.
+
+  Raises:
+    JaxnoiseError: bad settings, missing data or checkpoints, each with a message saying what to fix.
+  """
+  started = time.time()
+  snrs = check_sweep_config(config.sweep)
+  sharding.initialize(config.distributed)
+  inputs = resolve_inputs(config)
+  root, tested, noise_types = inputs.root, inputs.tested, inputs.noise_types
+  label_names, target_ids = inputs.label_names, inputs.target_ids
+  units = noise_lib.make_units(noise_types, int(config.sweep.realisations))
+  models = model_lib.load_models(config, workdir)
+  groups = []
+  for swept in models:
+    records = [r for r in tested if swept.folds is None or r.fold in swept.folds]
+    if records:
+      prefix = "all" if swept.folds is None else "fold" + "-".join(map(str, swept.folds))
+      groups.append(Group(swept, records, prefix))
+  if not groups:
+    raise ConfigError(f"the trained models' folds {[m.folds for m in models]} hold none of the "
+                      f"test clips (config.sweep.folds={tuple(config.sweep.folds)})")
+
+  mesh = sharding.make_mesh(len(snrs), int(config.sweep.snr_devices))
+  fingerprint = {
+      "models": [{"name": g.model.name, "folds": g.model.folds,
+                  "variables_sha256": g.model.provenance["variables_sha256"]} for g in groups],
+      "clips": [r.filename for r in tested], "target_ids": list(target_ids),
+      "noises": [noise.describe() for noise in noise_types], "snrs": list(snrs),
+      "realisations": int(config.sweep.realisations),
+      "fresh_noise_per_clip": bool(config.sweep.fresh_noise_per_clip), "seed": int(config.seed),
+      "save_logits": bool(config.sweep.save_logits)}
+  unit_store = store.UnitStore(workdir, fingerprint)
+  if sharding.is_writer():
+    unit_store.prepare()
+
+  timings, readouts = [], {}
+  for group in groups:
+    spec = group.model.spec
+    readout = readout_lib.make_readout(spec.labels, label_names, target_ids)
+    readouts[group.model.name] = readout.describe()
+    identifiers = [f"{group.prefix}-{unit.identifier}" for unit in units]
+    done = sharding.agree(np.asarray([unit_store.is_done(i) for i in identifiers]))
+    if done.all():
+      logging.info("%s: every unit already done in %s", group.model.name, workdir)
+      continue
+    load_started = time.time()
+    clips = clip_loading.load_clips(group.records, root, spec.sample_rate,
+                                    int(round(spec.sample_rate * esc50.CLIP_SECONDS)),
+                                    config.data.cache_dir or None,
+                                    convert=bool(config.data.convert_audio))
+    engine = engine_lib.SweepEngine(spec, readout, group.model.variables, clips, mesh,
+                                    chunk_clips=int(config.sweep.chunk_clips),
+                                    with_logits=bool(config.sweep.save_logits))
+    maker = noise_lib.NoiseMaker(engine, [r.filename for r in group.records], int(config.seed),
+                                 bool(config.sweep.fresh_noise_per_clip))
+    logging.info("%s: %d clips at %d Hz on a %s mesh (%d process(es)), loaded in %.1f s",
+                 group.model.name, len(group.records), spec.sample_rate, dict(mesh.shape),
+                 jax.process_count(), time.time() - load_started)
+    targets = np.asarray([r.target for r in group.records])
+    silent = np.flatnonzero(engine.clip_powers() <= 0)
+    if silent.size:
+      logging.warning("%d clip(s) have no power in the band %s and get no noise: %s", silent.size,
+                      spec.band, [group.records[i].filename for i in silent[:5]])
+    for unit, identifier, finished in zip(units, identifiers, done):
+      if finished:
+        continue
+      unit_snrs = (CLEAN_SNR,) if unit.noise is None else snrs
+      unit_started = time.time()
+      noise_for_chunk, per_clip = maker.for_unit(unit)
+      predicted, logits = engine.run(noise_for_chunk, unit_snrs, per_clip_noise=per_clip)
+      seconds = time.time() - unit_started
+      shown_snrs = (None,) if unit.noise is None else snrs
+      rows = unit_rows(group.model.name, group.records, unit, shown_snrs, predicted, target_ids,
+                       maker.sources(unit))
+      if sharding.is_writer():
+        unit_store.save(identifier, rows, logits)
+      mixes = predicted.size
+      timings.append({"unit": identifier, "seconds": seconds, "mixes": mixes})
+      accuracies = np.mean(np.asarray(target_ids)[predicted] == targets[:, None], axis=0)
+      logging.info("%s %-16s r%d: %5d clip x SNR in %6.1f s (%.1f/s); accuracy %s", group.prefix,
+                   unit.name, unit.realisation, mixes, seconds, mixes / max(seconds, 1e-9),
+                   " ".join(f"{value:.2f}" for value in accuracies))
+
+  summary = {"workdir": str(workdir), "units": len(units) * len(groups),
+             "computed": len(timings), "seconds": time.time() - started}
+  if not sharding.is_writer():
+    return summary
+  rows = []
+  for group in groups:
+    for unit in units:
+      rows.extend(unit_store.load(f"{group.prefix}-{unit.identifier}"))
+  accuracy_rows = metrics.accuracy_table(store.to_columns(rows))
+  run_metadata = {
+      "config": config.to_dict(), "models": [dict(g.model.provenance, name=g.model.name,
+                                                   arch=g.model.spec.arch, folds=g.model.folds)
+                                              for g in groups],
+      "readout": readouts, "versions": versions(),
+      "seeds": {"seed": int(config.seed),
+                "colored_noise": "jax.random.key(seed) for realisation 0, fold_in(key(seed), r) "
+                                 "for realisation r; with fresh_noise_per_clip, clip c gets "
+                                 "fold_in(<realisation key>, crc32(file name of c) & 0x7fffffff)",
+                "recorded_noise": "realisation r = the r-th recording of the type (sorted); with "
+                                  "fresh_noise_per_clip, recording (position + r) mod n"},
+      "noises": [noise.describe() for noise in noise_types],
+      "units": [{"noise": u.name, "realisation": u.realisation} for u in units],
+      "devices": {"count": jax.device_count(), "processes": jax.process_count(),
+                  "mesh": dict(mesh.shape), "platform": jax.devices()[0].platform},
+      "timing": {"seconds": summary["seconds"], "units_computed": timings},
+      "data_root": str(root), "clips": len(tested)}
+  store.write_tables(workdir, rows, accuracy_rows, run_metadata)
+  logging.info("wrote %s, %s and %s in %s (%.1f s)", store.RESULTS_FILE, store.ACCURACY_FILE,
+               store.RUN_FILE, workdir, summary["seconds"])
+  return summary

@@ -1,0 +1,77 @@
+"""Runs an experiment: python launch.py --config=configs/quickstart.py --workdir=runs/quickstart
+
+The config (an ml_collections config file, see configs/base.py) names the modes to run, in order:
+'train' (jaxnoise.train), 'sweep' (jaxnoise.sweep) and 'report' (jaxnoise.report), or 'all'. Every
+config value can be overridden on the command line, e.g. --config.sweep.snrs='(-20,0,20)'.
+A mistake in the inputs prints one line starting with 'error:' and exits with status 2.
+"""
+import logging
+import pathlib
+import sys
+
+# Config files import `from configs import base`, so the repository root must be importable.
+REPO_ROOT = pathlib.Path(__file__).resolve().parent
+if str(REPO_ROOT) not in sys.path:
+  sys.path.insert(0, str(REPO_ROOT))
+
+from absl import flags  # pylint: disable=wrong-import-position
+from ml_collections import config_flags  # pylint: disable=wrong-import-position
+
+from jaxnoise import cli  # pylint: disable=wrong-import-position
+from jaxnoise.errors import ConfigError  # pylint: disable=wrong-import-position
+
+MODES = ("train", "sweep", "report")
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py)")
+_WORKDIR = flags.DEFINE_string("workdir", None, "folder for checkpoints, results and the report")
+
+
+def modes_of(config) -> tuple[str, ...]:
+  """``config.modes`` as a tuple of known modes ('all' = train, sweep, report)."""
+  modes = config.modes
+  modes = (modes,) if isinstance(modes, str) else tuple(modes)
+  if modes == ("all",):
+    return MODES
+  unknown = [mode for mode in modes if mode not in MODES]
+  if unknown or not modes:
+    raise ConfigError(f"config.modes={modes!r}: expected some of {MODES} (in order) or 'all'")
+  return modes
+
+
+def run(config, workdir) -> None:
+  """Runs the modes of ``config`` in ``workdir``."""
+  workdir = pathlib.Path(workdir).expanduser()
+  workdir.mkdir(parents=True, exist_ok=True)
+  for mode in modes_of(config):
+    logging.info("mode %s -> %s", mode, workdir)
+    if mode == "train":
+      from jaxnoise.train import loop  # pylint: disable=import-outside-toplevel
+      loop.train(config, workdir)
+    elif mode == "sweep":
+      from jaxnoise.sweep import run as sweep_run  # pylint: disable=import-outside-toplevel
+      sweep_run.run(config, workdir)
+    else:
+      from jaxnoise.report import page  # pylint: disable=import-outside-toplevel
+      written = page.write_report(config, workdir)
+      print(f"report: {written['html']}")
+
+
+def main(argv):
+  try:
+    flags.FLAGS(argv)
+  except flags.Error as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  if _CONFIG.value is None or not _WORKDIR.value:
+    print("error: give --config=CONFIG_FILE and --workdir=DIR (e.g. --config=configs/quickstart.py "
+          "--workdir=runs/quickstart)", file=sys.stderr)
+    return 2
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                      datefmt="%H:%M:%S")
+  # Orbax logs every checkpoint step through absl at INFO; keep the console to jaxnoise's progress.
+  logging.getLogger("absl").setLevel(logging.WARNING)
+  return cli.run_main(lambda _: run(_CONFIG.value, _WORKDIR.value))
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv))
