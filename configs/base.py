@@ -57,10 +57,16 @@ def get_config():
   config.sweep.chunk_clips = 16           # clips per compiled call; memory stays flat
   config.sweep.save_logits = False
   config.sweep.folds = ()                 # test folds to sweep; () = every fold in the data
+  # Folders of ESC-50-named clips (FOLD-SRC-TAKE-TARGET.wav) for esc50:<class> noises whose class
+  # the data copy lacks (e.g. ../shared/data/noise/esc50).
+  config.sweep.esc50_noise_dirs = ()
+  config.sweep.snr_devices = 0            # devices along the mesh's SNR axis; 0 = automatic
 
   config.report = ml_collections.ConfigDict()
   config.report.confusion_snrs = (-25, -10)
   config.report.spectrogram_snr = 10
+  # Other runs' workdirs whose accuracy.csv is plotted beside this one (all models on one plot).
+  config.report.compare_workdirs = ()
 
   config.distributed = ml_collections.ConfigDict()
   config.distributed.initialize = False   # jax.distributed.initialize() for multi-host runs
