@@ -145,12 +145,16 @@ def test_train_mode_updates_batch_stats_and_uses_dropout(mn04):
   first, updates = apply(jax.random.key(0))
   second, _ = apply(jax.random.key(1))
   assert not np.allclose(first["logits"], second["logits"])
-  # Stem BatchNorm: running mean <- 0.99 old + 0.01 batch mean (PyTorch momentum 0.01).
+  # Stem BatchNorm: running mean <- 0.99 old + 0.01 batch mean (PyTorch momentum 0.01) ...
   kernel = variables["params"]["features_0"]["conv"]["kernel"]
   stem = mobilenet.lax_conv(jnp.swapaxes(features, 1, 2)[..., None], kernel, 2)
-  old = variables["batch_stats"]["features_0"]["norm"]["mean"]
-  np.testing.assert_allclose(updates["batch_stats"]["features_0"]["norm"]["mean"],
-                             0.99 * old + 0.01 * stem.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6)
+  old = variables["batch_stats"]["features_0"]["norm"]
+  new = updates["batch_stats"]["features_0"]["norm"]
+  np.testing.assert_allclose(new["mean"], 0.99 * old["mean"] + 0.01 * stem.mean(axis=(0, 1, 2)),
+                             rtol=1e-4, atol=1e-6)
+  # ... and running var with the unbiased batch variance, as PyTorch.
+  unbiased = np.var(np.asarray(stem).reshape(-1, stem.shape[-1]), axis=0, ddof=1)
+  np.testing.assert_allclose(new["var"], 0.99 * old["var"] + 0.01 * unbiased, rtol=1e-4)
 
 
 def test_spec_for_audioset_and_esc_heads():
@@ -161,6 +165,8 @@ def test_spec_for_audioset_and_esc_heads():
   assert audioset.labels == label_sets.audioset_labels()
   esc = registry.build_spec("mn", {"width": 0.4, "num_classes": 19})
   assert esc.output_activation == "softmax" and esc.labels[:2] == ("class_0", "class_1")
+  named = registry.build_spec("mn", {"width": 0.4, "num_classes": 2, "labels": ["dog", "rain"]})
+  assert named.labels == ("dog", "rain")
   json.dumps(dict(esc.config))
   assert registry.default_config("mn")["width"] == 4.0
 
@@ -168,7 +174,8 @@ def test_spec_for_audioset_and_esc_heads():
 @pytest.mark.parametrize("override, message", [
     ({"width": 0}, "'width' must be a positive number"),
     ({"width": "0.4"}, "'width' must be a positive number"),
-    ({"num_classes": 0}, "'num_classes' must be a positive integer"),
+    ({"num_classes": 0}, "num_classes must be a positive integer"),
+    ({"num_classes": 2, "labels": ["dog"]}, "1 labels given for num_classes=2"),
     ({"head_type": "fully_convolutional"}, "'head_type' 'fully_convolutional' is not supported"),
     ({"conv_algorithm": "fft"}, "'conv_algorithm' must be one of"),
     ({"dropout_rate": 1.0}, "'dropout_rate' must be in [0, 1)"),

@@ -27,6 +27,8 @@ import jax.numpy as jnp
 from jaxnoise.audio import frontends
 from jaxnoise.data import labels as label_sets
 from jaxnoise.errors import ConfigError
+from jaxnoise.models import layers
+from jaxnoise.models.cnn10 import head_labels
 from jaxnoise.models.spec import ModelSpec
 
 DEFAULT_CONFIG = {
@@ -37,6 +39,8 @@ DEFAULT_CONFIG = {
     "dropout_rate": 0.2,
     # 'shifted' (fast on CPU, the default) or 'feature_group_count' (lax.conv reference).
     "conv_algorithm": "shifted",
+    # Class names of the head in output order; None: AudioSet's for 527 classes, else class_0 ...
+    "labels": None,
 }
 CONV_ALGORITHMS = ("shifted", "feature_group_count")
 HEAD_TYPES = ("mlp",)
@@ -223,8 +227,8 @@ class Conv(nn.Module):
 
 
 class ConvNormActivation(nn.Module):
-  """Conv, BatchNorm (eps 1e-3, PyTorch momentum 0.01), optional activation: upstream's
-  ``ConvNormActivation`` (``.0`` conv, ``.1`` norm)."""
+  """Conv, BatchNorm (eps 1e-3, PyTorch momentum 0.01, PyTorch's unbiased running variance),
+  optional activation: upstream's ``ConvNormActivation`` (``.0`` conv, ``.1`` norm)."""
   features: int
   kernel_size: int
   stride: int = 1
@@ -236,8 +240,8 @@ class ConvNormActivation(nn.Module):
   def __call__(self, inputs: jax.Array, train: bool) -> jax.Array:
     outputs = Conv(self.features, self.kernel_size, self.stride, self.depthwise, self.algorithm,
                    name="conv")(inputs)
-    outputs = nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM,
-                           epsilon=BATCH_NORM_EPSILON, name="norm")(outputs)
+    outputs = layers.BatchNorm(momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPSILON,
+                               name="norm")(outputs, use_running_average=not train)
     return outputs if self.activation is None else ACTIVATIONS[self.activation](outputs)
 
 
@@ -305,7 +309,7 @@ class MobileNet(nn.Module):
     the head pools the same way.
     """
     plan = architecture(self.width)
-    inputs = jnp.swapaxes(features, 1, 2)[..., None]
+    inputs = layers.to_mel_time(features)
     outputs = ConvNormActivation(plan.stem_channels, STEM_KERNEL, STEM_STRIDE,
                                  activation="hard_swish", algorithm=self.conv_algorithm,
                                  name="features_0")(inputs, train)
@@ -329,10 +333,6 @@ class MobileNet(nn.Module):
 
 
 # --- Spec ------------------------------------------------------------------------------------
-def generic_labels(num_classes: int) -> tuple[str, ...]:
-  return tuple(f"class_{index}" for index in range(num_classes))
-
-
 def validate_config(config: dict) -> dict:
   """``config`` with types normalised; a ConfigError names the bad key and value."""
   config = dict(config)
@@ -342,9 +342,6 @@ def validate_config(config: dict) -> dict:
     raise ConfigError(f"mn config 'width' must be a positive number (0.1 ... 4.0 released), "
                       f"got {width!r}")
   config["width"] = float(width)
-  num_classes = config["num_classes"]
-  if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-    raise ConfigError(f"mn config 'num_classes' must be a positive integer, got {num_classes!r}")
   if config["head_type"] not in HEAD_TYPES:
     raise ConfigError(f"mn config 'head_type' {config['head_type']!r} is not supported; expected "
                       f"one of {HEAD_TYPES} (the head of every released mn checkpoint)")
@@ -361,12 +358,11 @@ def build_spec(config: dict) -> ModelSpec:
   """The spec of an mn model; 527-class heads are AudioSet taggers (sigmoid, AudioSet names)."""
   config = validate_config(config)
   audioset = config["num_classes"] == label_sets.AUDIOSET_NUM_CLASSES
+  labels = head_labels(config, "mn", label_sets.audioset_labels() if audioset else None)
   network = MobileNet(width=config["width"], num_classes=config["num_classes"],
                       dropout_rate=config["dropout_rate"],
                       conv_algorithm=config["conv_algorithm"])
   return ModelSpec(
       arch="mn", config=config, sample_rate=SAMPLE_RATE, clip_seconds=CLIP_SECONDS, band=BAND,
       frontend=frontends.efficientat_logmel, network=network,
-      output_activation="sigmoid" if audioset else "softmax",
-      labels=(label_sets.audioset_labels() if audioset
-              else generic_labels(config["num_classes"])))
+      output_activation="sigmoid" if audioset else "softmax", labels=labels)
