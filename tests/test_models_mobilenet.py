@@ -22,9 +22,9 @@ def param_count(tree) -> int:
 def random_variables(spec, seed: int = 0) -> dict:
   """Random variables of ``spec``'s shapes, drawn in numpy.
 
-  Compiling ``network.init`` (a hundred threefry draws) takes half a minute on CI's CPUs; shapes from
-  ``eval_shape`` and numpy draws take milliseconds. Weights get He-scaled normals, BatchNorm random
-  running statistics so that eval-mode normalisation is not the identity.
+  Compiling ``network.init`` (a hundred threefry draws) takes half a minute on CI's CPUs; shapes
+  from ``eval_shape`` and numpy draws take milliseconds. Weights get He-scaled normals, BatchNorm
+  random running statistics so that eval-mode normalisation is not the identity.
   """
   rng = np.random.default_rng(seed)
   shapes = jax.eval_shape(spec.init, jax.random.key(0))

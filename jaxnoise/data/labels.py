@@ -1,8 +1,8 @@
 """Class-name lists shipped with the package.
 
 The AudioSet list (``audioset_labels.csv``: index, mid, display_name) is Google's AudioSet ontology
-class list ``class_labels_indices.csv`` (CC BY 4.0, research.google.com/audioset), in the index order
-every AudioSet-trained head (EfficientAT, PANNs, HTS-AT) uses.
+class list ``class_labels_indices.csv`` (CC BY 4.0, research.google.com/audioset), in the index
+order every AudioSet-trained head (EfficientAT, PANNs, HTS-AT) uses.
 """
 import csv
 import functools
@@ -23,5 +23,5 @@ def audioset_classes() -> tuple[tuple[str, str], ...]:
 
 
 def audioset_labels() -> tuple[str, ...]:
-  """The 527 AudioSet display names in output-index order ('Speech', 'Male speech, man speaking', ...)."""
+  """The 527 AudioSet display names in output-index order ('Speech', 'Male speech, ...', ...)."""
   return tuple(name for _, name in audioset_classes())

@@ -1,10 +1,10 @@
 """EfficientAT's MobileNetV3 audio tagger ("mn": mn01 ... mn40, mn40_as_ext) in Flax.
 
-The network EfficientAT builds with ``get_model(width_mult=w, head_type='mlp')``: MobileNetV3-Large's
-block table with every channel count scaled by ``w`` and rounded to a multiple of 8, squeeze-and-
-excitation gated by a logistic sigmoid (not torchvision's hard sigmoid), BatchNorm with eps 1e-3,
-global average pooling and a two-layer MLP head. Upstream's released models differ only in width:
-mn01 = 0.1, mn02 = 0.2, mn04 = 0.4, mn05 = 0.5, mn10 = 1.0, mn20 = 2.0, mn30 = 3.0, mn40(_ext) = 4.0.
+The network EfficientAT builds with ``get_model(width_mult=w, head_type='mlp')``:
+MobileNetV3-Large's block table with every channel count scaled by ``w`` and rounded to a multiple
+of 8, squeeze-and-excitation gated by a logistic sigmoid (not torchvision's hard sigmoid), BatchNorm
+with eps 1e-3, global average pooling and a two-layer MLP head. Upstream's released models differ
+only in width: mn01 0.1, mn02 0.2, mn04 0.4, mn05 0.5, mn10 1.0, mn20 2.0, mn30 3.0, mn40(_ext) 4.0.
 
 Layout: the frontend's ``[batch, frames, 128]`` log-mel becomes NHWC ``[batch, mels, frames, 1]``,
 i.e. upstream's NCHW with H = mel bins and W = time. Every ``features.i`` output of upstream is sown
@@ -46,8 +46,8 @@ CONV_ALGORITHMS = ("shifted", "feature_group_count")
 HEAD_TYPES = ("mlp",)
 
 SAMPLE_RATE = 32000
-# EfficientAT's ESC-50 fine-tuning pads or cuts every clip to 5 s; AudioSet training used 10 s, but the
-# network accepts any length and the study's clips are ESC-50's 5 s.
+# EfficientAT's ESC-50 fine-tuning pads or cuts every clip to 5 s; AudioSet training used 10 s, but
+# the network accepts any length and the study's clips are ESC-50's 5 s.
 CLIP_SECONDS = 5.0
 # The eval-mode mel band of the frontend (fmin 0, fmax 15 kHz), in which the study measures SNR.
 BAND = (0.0, 15000.0)
@@ -161,10 +161,10 @@ def lax_conv(inputs: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
 def shifted_products_conv(inputs: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   """A k x k convolution in which each output channel reads a single input channel.
 
-  That covers depthwise convolutions (``in == out`` channels, kernel ``(k, k, 1, channels)``) and the
-  stem (one input channel, kernel ``(k, k, 1, out)``). The result is the sum over the k^2 taps of the
-  strided view of the padded input at that tap's offset, scaled per channel: XLA fuses it into one
-  elementwise loop, far faster on CPU than a grouped convolution.
+  That covers depthwise convolutions (``in == out`` channels, kernel ``(k, k, 1, channels)``) and
+  the stem (one input channel, kernel ``(k, k, 1, out)``). The result is the sum over the k^2 taps
+  of the strided view of the padded input at that tap's offset, scaled per channel: XLA fuses it
+  into one elementwise loop, far faster on CPU than a grouped convolution.
 
   Args:
     inputs: ``[batch, height, width, channels]`` with channels equal to 1 or to the kernel's output.
@@ -194,7 +194,7 @@ def shifted_products_conv(inputs: jax.Array, kernel: jax.Array, stride: int) -> 
 
 
 class Conv(nn.Module):
-  """Bias-free convolution with PyTorch padding; the kernel has Flax's ``(k, k, in/groups, out)`` layout.
+  """Bias-free convolution with PyTorch padding; kernel in Flax's ``(k, k, in/groups, out)`` layout.
 
   Attributes:
     features: output channels.

@@ -1,0 +1,116 @@
+"""``python -m jaxnoise.predict`` with the real EfficientAT mn04_as on the golden clips.
+
+The top-5 AudioSet names must be upstream's (../shared/golden/mn/README.md) for every clip, and the
+``--json`` scores upstream's sigmoid outputs, from the audio files through our loader and frontend.
+"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from jaxnoise import cli, convert, predict
+
+pytest.importorskip("torch", reason="converting the golden checkpoint needs the 'convert' extra")
+
+# From the file, the loader's resampling and our frontend add float32 error to the network's
+# (the same bound as test_convert_mobilenet's end-to-end check).
+SCORES_ATOL = 3e-5
+
+
+@pytest.fixture(scope="module")
+def golden(golden_dir):
+  mn_dir = golden_dir / "mn"
+  return (dict(np.load(mn_dir / "mn04_as.io.npz")),
+          json.loads((mn_dir / "mn04_as.manifest.json").read_text())["top5_audioset_labels"])
+
+
+@pytest.fixture(scope="module")
+def model_dir(golden_dir, tmp_path_factory):
+  out = tmp_path_factory.mktemp("models") / "mn04_as"
+  return convert.convert_to_directory("mn", golden_dir / "mn" / "mn04_as_mAP_432.pt", out)
+
+
+@pytest.fixture(scope="module")
+def clips(shared_dir, golden, tmp_path_factory):
+  """Clip name -> audio file. typing.wav and the ESC-50 dog clip are not in ../shared/data, so
+  they are written from the golden 32 kHz waveforms as float WAV (read back bit for bit)."""
+  arrays, _ = golden
+  names = list(arrays["clip_names"])
+  folder = tmp_path_factory.mktemp("clips")
+  files = {
+      "speech.wav": shared_dir / "data" / "noise" / "swch-audio-classification" / "speech.wav",
+      "music.wav": shared_dir / "data" / "noise" / "swch-audio-classification" / "music.wav",
+      "4-158653-A-32.wav": shared_dir / "data" / "esc50" / "audio" / "4-158653-A-32.wav",
+  }
+  for name in ("typing.wav", "4-182395-A-0.wav"):
+    files[name] = folder / name
+    soundfile.write(files[name], arrays["waveform"][names.index(name)], 32000, subtype="FLOAT")
+  return {name: files[name] for name in names}
+
+
+def run(argv, capsys):
+  code = cli.run_main(predict.main, argv)
+  captured = capsys.readouterr()
+  return code, captured.out, captured.err
+
+
+def test_top5_names_of_every_clip(model_dir, clips, golden, capsys):
+  _, expected = golden
+  code, out, _ = run(["--checkpoint", str(model_dir), *map(str, clips.values())], capsys)
+  assert code == 0
+  lines = out.splitlines()
+  assert len(lines) == 6 * len(clips)
+  for position, name in enumerate(clips):
+    block = lines[6 * position:6 * position + 6]
+    assert block[0] == str(clips[name])
+    scores, labels = zip(*(line.strip().split("  ", 1) for line in block[1:]))
+    assert list(labels) == expected[name]["labels"], name
+    np.testing.assert_allclose(np.array(scores, float), expected[name]["probs"], atol=6e-4)
+
+
+def test_json_lines_hold_every_score(model_dir, clips, golden, capsys):
+  arrays, expected = golden
+  code, out, _ = run(["--checkpoint", str(model_dir), "--json", *map(str, clips.values())],
+                     capsys)
+  assert code == 0
+  records = [json.loads(line) for line in out.splitlines()]
+  assert [record["file"] for record in records] == list(map(str, clips.values()))
+  for index, (name, record) in enumerate(zip(clips, records)):
+    assert len(record["scores"]) == 527 and record["output_activation"] == "sigmoid"
+    np.testing.assert_allclose(record["scores"], arrays["clipwise_sigmoid"][index],
+                               atol=SCORES_ATOL)
+    assert record["top_indices"] == arrays["top5_audioset_indices"][index].tolist()
+    assert record["top_labels"] == expected[name]["labels"]
+    assert record["top_scores"] == [record["scores"][i] for i in record["top_indices"]]
+
+
+def test_clear_errors(model_dir, tmp_path, capsys):
+  not_audio = tmp_path / "notes.wav"
+  not_audio.write_text("not audio")
+  cases = [
+      (["--checkpoint", str(model_dir), str(tmp_path / "missing.wav")],
+       "missing.wav does not exist"),
+      (["--checkpoint", str(model_dir), str(not_audio)], "cannot read"),
+      (["--checkpoint", str(tmp_path), str(not_audio)], "is not a jaxnoise model directory"),
+      (["--checkpoint", str(model_dir), "--top-k", "0", str(not_audio)], "--top-k must be"),
+  ]
+  for argv, message in cases:
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == "", argv
+    assert err.startswith("error: ") and message in err, err
+
+
+def test_module_entry_point(tmp_path):
+  result = subprocess.run([sys.executable, "-m", "jaxnoise.predict", "--checkpoint",
+                           str(tmp_path), str(tmp_path / "clip.wav")],
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 2
+  assert result.stderr == f"error: {tmp_path / 'clip.wav'} does not exist\n"
+
+
+def test_top_k_orders_ties_by_index():
+  scores = np.array([[0.1, 0.5, 0.5, 0.9]])
+  assert predict.top_k(scores, 3).tolist() == [[3, 1, 2]]
