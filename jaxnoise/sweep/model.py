@@ -17,6 +17,7 @@ import urllib.request
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import store
@@ -96,11 +97,21 @@ def converted_directory(arch: str, source: pathlib.Path, cache_dir) -> pathlib.P
   """A converted model directory for the upstream file ``source`` (converted once, then cached)."""
   digest = store.file_sha256(source)
   out = pathlib.Path(cache_dir).expanduser() / "models" / f"{digest[:16]}-{arch}"
-  if not (out / store.CONFIG_FILE).is_file():
-    from jaxnoise import convert  # pylint: disable=import-outside-toplevel
-    logging.info("converting %s (%s) into %s", source, arch, out)
-    # The head is part of what is swept: a mismatched head would be random, so it is never allowed.
-    convert.convert_to_directory(arch, source, out, allow_head_mismatch=False)
+
+  def convert_if_missing():
+    if not (out / store.CONFIG_FILE).is_file():
+      from jaxnoise import convert  # pylint: disable=import-outside-toplevel
+      logging.info("converting %s (%s) into %s", source, arch, out)
+      # The head is what is swept: a mismatched head would be random, so it is never allowed.
+      convert.convert_to_directory(arch, source, out, allow_head_mismatch=False)
+
+  if jax.process_count() > 1:
+    # Hosts sharing a filesystem must not convert into the same folder at once: process 0 goes
+    # first, the others then find its result (or convert their own copy on a private disk).
+    if jax.process_index() == 0:
+      convert_if_missing()
+    multihost_utils.sync_global_devices(f"jaxnoise: converted {digest}")
+  convert_if_missing()
   return out
 
 

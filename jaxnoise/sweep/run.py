@@ -152,7 +152,8 @@ def run(config, workdir) -> dict:
     raise ConfigError(f"the trained models' folds {[m.folds for m in models]} hold none of the "
                       f"test clips (config.sweep.folds={tuple(config.sweep.folds)})")
 
-  mesh = sharding.make_mesh(len(snrs), int(config.sweep.snr_devices))
+  mesh = sharding.make_mesh(len(snrs), int(config.sweep.snr_devices),
+                            int(config.sweep.chunk_clips))
   fingerprint = {
       "models": [{"name": g.model.name, "folds": g.model.folds,
                   "variables_sha256": g.model.provenance["variables_sha256"]} for g in groups],
