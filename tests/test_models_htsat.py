@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnoise.errors import ConfigError
+from jaxnoise.errors import AudioError, ConfigError
 from jaxnoise.models import htsat, registry, swin
 
 GOLDEN_TOLERANCE = {"logmel_db": 1e-3, "bn0_out": 5e-4, "image": 5e-4, "tokens": 5e-4,
@@ -148,6 +148,11 @@ def test_swin_window_partition_round_trip_and_tables():
   assert not mask[0].any()  # the top-left window holds one region only
 
 
+def test_an_empty_clip_is_a_clear_error():
+  with pytest.raises(AudioError, match="empty waveform"):
+    htsat.repeat_to_length(jnp.zeros((2, 0)), htsat.WINDOW_SAMPLES)
+
+
 def test_jit_and_vmap_give_the_batched_outputs(converted, golden):
   spec, variables = converted
   features = jnp.asarray(golden["logmel_db"][:, 0])
@@ -265,6 +270,7 @@ def test_loss_type_follows_the_class_count_unless_given():
     ({"embed_dim": 30}, "stage 0"),
     ({"spec_size": 224}, "stage"),
     ({"long_clip_hop_seconds": 0}, "long_clip_hop_seconds"),
+    ({"clip_seconds": -5}, "clip_seconds"),
 ])
 def test_bad_configs_are_clear_errors(overrides, message):
   with pytest.raises(ConfigError, match=message):

@@ -44,7 +44,7 @@ import numpy as np
 
 from jaxnoise.audio import frontends
 from jaxnoise.data import labels
-from jaxnoise.errors import ConfigError
+from jaxnoise.errors import AudioError, ConfigError
 from jaxnoise.models import layers, swin
 from jaxnoise.models.cnn10 import head_labels
 from jaxnoise.models.spec import ModelSpec
@@ -147,7 +147,8 @@ def repeat_to_length(waveform: jax.Array, length: int) -> jax.Array:
   if samples >= length:
     return waveform
   if samples == 0:
-    raise ValueError("cannot repeat an empty waveform to fill the model's window")
+    raise AudioError("cannot classify an empty waveform (0 samples): nothing to repeat to fill "
+                     "HTS-AT's 10-s window")
   return jnp.tile(waveform, (1, -(-length // samples)))[:, :length]
 
 
@@ -429,12 +430,16 @@ def htsat_frontend(waveform: jax.Array, *, mel_bins: int, repeat_waveform: bool)
 
 def build_spec(config: dict) -> ModelSpec:
   network = build_network(config)
+  clip_seconds = config["clip_seconds"]
+  if isinstance(clip_seconds, bool) or not isinstance(clip_seconds, (int, float)) or not (
+      clip_seconds > 0):
+    raise ConfigError(f"htsat: clip_seconds must be a positive number, got {clip_seconds!r}")
   default = labels.audioset_labels() if config["num_classes"] == AUDIOSET_CLASSES else None
   return ModelSpec(
       arch="htsat",
       config=config,
       sample_rate=SAMPLE_RATE,
-      clip_seconds=float(config["clip_seconds"]),
+      clip_seconds=float(clip_seconds),
       band=BAND,
       frontend=functools.partial(htsat_frontend, mel_bins=config["mel_bins"],
                                  repeat_waveform=config["short_clip_repeat"] == "waveform"),
