@@ -19,36 +19,12 @@ def param_count(tree) -> int:
   return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
 
 
-def random_variables(spec, seed: int = 0) -> dict:
-  """Random variables of ``spec``'s shapes, drawn in numpy.
-
-  Compiling ``network.init`` (a hundred threefry draws) takes half a minute on CI's CPUs; shapes
-  from ``eval_shape`` and numpy draws take milliseconds. Weights get He-scaled normals, BatchNorm
-  random running statistics so that eval-mode normalisation is not the identity.
-  """
-  rng = np.random.default_rng(seed)
-  shapes = jax.eval_shape(spec.init, jax.random.key(0))
-
-  def draw(path, leaf):
-    name = jax.tree_util.keystr(path)
-    if "var" in name:
-      return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
-    if "scale" in name:  # below 1, so that activations stay O(1) through the residual stack
-      return rng.uniform(0.2, 0.6, leaf.shape).astype(np.float32)
-    if "mean" in name or "bias" in name:
-      return rng.normal(0.0, 0.1, leaf.shape).astype(np.float32)
-    fan_in = int(np.prod(leaf.shape[:-1]))
-    return rng.normal(0.0, np.sqrt(2.0 / fan_in), leaf.shape).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(draw, shapes)
-
-
 @pytest.fixture(scope="module")
 def mn04():
   """mn04 (19 classes) with random variables, a batch of log-mels, and its jitted eval forward."""
   spec = registry.build_spec("mn", {"width": 0.4, "num_classes": 19})
   features = jax.random.normal(jax.random.key(1), (3, FRAMES, 128))
-  return spec, random_variables(spec), features, jax.jit(spec.network.apply)
+  return spec, mobilenet.random_variables(spec), features, jax.jit(spec.network.apply)
 
 
 def test_round_channels_is_efficientat_make_divisible():
