@@ -1,10 +1,10 @@
 """Clips/s of the mn forward pass: shifted-products depthwise convs against ``feature_group_count``.
 
-The same network and variables run with ``conv_algorithm='shifted'`` (the default: depthwise k x k as
-k^2 shifted per-channel products, 1x1 as a matmul) and ``'feature_group_count'`` (everything through
-``lax.conv_general_dilated``), jitted, eval mode, on a batch of 5-second log-mels; timed interleaved
-and the ratio printed (never asserted: the machine is shared). docs/PERFORMANCE.md measured the
-shifted form 11x faster for mn04 and 4.4x for mn40 on this kind of CPU.
+The same network and variables run with ``conv_algorithm='shifted'`` (the default: depthwise k x k
+as k^2 shifted per-channel products, 1x1 as a matmul) and ``'feature_group_count'`` (everything
+through ``lax.conv_general_dilated``), jitted, eval mode, on a batch of 5-second log-mels; timed
+interleaved and the ratio printed (never asserted: the machine is shared). docs/PERFORMANCE.md
+measured the shifted form 11x faster for mn04 and 4.4x for mn40 on this kind of CPU.
 
   python benchmarks/mobilenet.py [--width 0.4] [--batch 4] [--repeats 5]
 """
