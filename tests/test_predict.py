@@ -7,11 +7,13 @@ import json
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 import soundfile
 
 from jaxnoise import cli, convert, predict
+from jaxnoise.models import registry, store
 
 pytest.importorskip("torch", reason="converting the golden checkpoint needs the 'convert' extra")
 
@@ -114,3 +116,21 @@ def test_module_entry_point(tmp_path):
 def test_top_k_orders_ties_by_index():
   scores = np.array([[0.1, 0.5, 0.5, 0.9]])
   assert predict.top_k(scores, 3).tolist() == [[3, 1, 2]]
+
+
+def test_any_family_from_its_config(tmp_path, clips, capsys):
+  """A CNN10 directory (44.1 kHz, softmax head, its own labels) goes through the same code path.
+
+  All-zero variables make every logit 0, so every score is 1/3 and ties rank by class index.
+  """
+  spec = registry.build_spec("cnn10", {"num_classes": 3, "labels": ["dog", "rain", "wind"]})
+  shapes = jax.eval_shape(spec.init, jax.random.key(0))
+  model = store.save_model(tmp_path / "cnn10", spec,
+                           jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes))
+  code, out, _ = run(["--checkpoint", str(model), "--json", "--top-k", "9",
+                      str(clips["music.wav"])], capsys)
+  assert code == 0
+  record = json.loads(out)
+  assert record["output_activation"] == "softmax"
+  assert record["top_labels"] == ["dog", "rain", "wind"] and record["top_indices"] == [0, 1, 2]
+  np.testing.assert_allclose(record["scores"], [1 / 3] * 3, rtol=1e-6)
