@@ -62,6 +62,11 @@ def main(argv):
   except flags.Error as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
+  except (AttributeError, KeyError, TypeError, ValueError) as error:
+    # ml_collections reports an override of a key the config lacks as a bare AttributeError.
+    print(f"error: a --config.* override does not fit the config (unknown key or wrong type): "
+          f"{type(error).__name__}: {error}", file=sys.stderr)
+    return 2
   if _CONFIG.value is None or not _WORKDIR.value:
     print("error: give --config=CONFIG_FILE and --workdir=DIR (e.g. --config=configs/quickstart.py "
           "--workdir=runs/quickstart)", file=sys.stderr)
