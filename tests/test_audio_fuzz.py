@@ -34,7 +34,11 @@ def test_load_audio_gives_finite_mono_of_the_requested_rate(tmp_path, subtype, r
   assert loaded_rate == (target_rate or rate)
   assert waveform.shape == (1000,) and waveform.dtype == np.float32
   assert np.all(np.isfinite(waveform))
-  assert np.max(np.abs(waveform)) <= 1.5  # resampling may ring a little above full scale
+  if target_rate in (None, rate):
+    # No resampling: exactly the file's samples (as soundfile decodes them), averaged over channels.
+    decoded, _ = soundfile.read(path, dtype="float64", always_2d=True)
+    expected = audio_io.pad_or_cut(decoded.mean(axis=1), 1000).astype(np.float32)
+    np.testing.assert_array_equal(waveform, expected)
 
 
 @FUZZ
@@ -77,7 +81,7 @@ def test_frontends_stay_finite(values, seed):
     assert np.all(np.isfinite(np.asarray(output))), values
 
 
-@FUZZ
+@settings(max_examples=8, deadline=None)  # every new length compiles the frontends anew
 @given(samples=st.integers(2, 3000))
 def test_frontends_accept_any_length(samples):
   clip = jnp.asarray(np.random.default_rng(samples).standard_normal((1, samples)), jnp.float32)
