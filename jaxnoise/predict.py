@@ -4,11 +4,12 @@ Tags audio files with any converted or trained jaxnoise model (the architecture 
 model directory's config.json): prints the top-k class names with their scores, or with ``--json``
 one JSON object per file and line holding every class score and the top-k indices and names.
 
-Each file is read as mono at the model's sample rate and zero-padded or cut to the model's clip
-length (``clip_seconds`` in its config: 5 s for the ESC-50 models and EfficientAT, whose ESC-50
-fine-tuning pads or cuts the same way). So a longer file is judged on its first clip, exactly the
-input the study evaluates, and every file runs through one compiled function. (EfficientAT's own
-inference.py instead feeds a whole file of any length.)
+Each file is read whole, as mono at the model's sample rate, as the upstream inference scripts do:
+a file shorter than the model's clip length is zero-padded to it (HTS-AT instead repeats it, as
+upstream), a longer one is kept whole (EfficientAT and PANNs pool over all of it, HTS-AT averages
+overlapping 10-s windows, CNN10/TFNet read its first 5 s). ``--first-clip`` instead pads or cuts
+every file to the model's clip length (``clip_seconds``: 5 s), the input the study evaluates and
+the one EfficientAT's ESC-50 pipeline feeds. Files of equal length share one compiled call.
 """
 import argparse
 import json
@@ -26,23 +27,35 @@ from jaxnoise.models import store
 BATCH_SIZE = 8
 
 
-def load_clips(spec, paths) -> np.ndarray:
-  """``[files, spec.clip_samples]`` float32: mono files at ``spec.sample_rate``, padded or cut."""
-  return np.stack([audio_io.load_audio(path, spec.sample_rate, length=spec.clip_samples)[0]
-                   for path in paths])
+def load_clips(spec, paths, first_clip: bool = False) -> list:
+  """Mono float32 ``[samples]`` per file at ``spec.sample_rate``: whole (``spec.fit_file``), or
+  padded/cut to ``spec.clip_samples`` with ``first_clip``."""
+  if first_clip:
+    return [audio_io.load_audio(path, spec.sample_rate, length=spec.clip_samples)[0]
+            for path in paths]
+  return [spec.fit_file(audio_io.load_audio(path, spec.sample_rate)[0]) for path in paths]
 
 
-def predict_scores(spec, variables, waveforms: np.ndarray, batch_size: int = BATCH_SIZE):
-  """Scores (softmax or sigmoid, as the head was trained) ``[files, classes]`` of ``waveforms``."""
+def predict_scores(spec, variables, waveforms, batch_size: int = BATCH_SIZE) -> np.ndarray:
+  """Scores (softmax or sigmoid, as the head was trained) ``[files, classes]`` of ``waveforms``.
+
+  ``waveforms`` is a list of ``[samples]`` arrays (or a ``[files, samples]`` array); files of one
+  length run together in batches of ``batch_size``, the last batch zero-padded so nothing
+  recompiles within a length.
+  """
   score = jax.jit(lambda v, clips: spec.scores(spec.apply(v, clips)["logits"]))
-  batch_size = min(batch_size, len(waveforms))
-  scores = []
-  for start in range(0, len(waveforms), batch_size):
-    batch = waveforms[start:start + batch_size]
-    padding = batch_size - len(batch)
-    padded = np.pad(batch, ((0, padding), (0, 0)))
-    scores.append(np.asarray(score(variables, padded))[:len(batch)])
-  return np.concatenate(scores)
+  by_length = {}
+  for index, waveform in enumerate(waveforms):
+    by_length.setdefault(waveform.shape[-1], []).append(index)
+  scores = np.zeros((len(waveforms), spec.num_classes), np.float32)
+  for indices in by_length.values():
+    group = np.stack([waveforms[index] for index in indices])
+    size = min(batch_size, len(group))
+    for start in range(0, len(group), size):
+      batch = group[start:start + size]
+      padded = np.pad(batch, ((0, size - len(batch)), (0, 0)))
+      scores[indices[start:start + size]] = np.asarray(score(variables, padded))[:len(batch)]
+  return scores
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -58,6 +71,9 @@ def parse_args(argv):
   parser.add_argument("files", nargs="+", metavar="FILE",
                       help="audio files, or folders searched for audio files")
   parser.add_argument("--top-k", type=int, default=5, help="classes to show per file (default 5)")
+  parser.add_argument("--first-clip", action="store_true",
+                      help="pad or cut every file to the model's clip length (the study's input) "
+                           "instead of classifying the whole file")
   parser.add_argument("--json", action="store_true",
                       help="one JSON object per file and line, with every class score")
   return parser.parse_args(argv)
@@ -69,7 +85,7 @@ def main(argv=None):
     raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
   paths = audio_io.list_audio_files(args.files)
   spec, variables = store.load_model(args.checkpoint)
-  scores = predict_scores(spec, variables, load_clips(spec, paths))
+  scores = predict_scores(spec, variables, load_clips(spec, paths, args.first_clip))
   best = top_k(scores, min(args.top_k, spec.num_classes))
   for path, row, indices in zip(paths, scores, best):
     if args.json:

@@ -13,6 +13,7 @@ import pytest
 import soundfile
 
 from jaxnoise import cli, convert, predict
+from jaxnoise.audio import io as audio_io
 from jaxnoise.models import registry, store
 
 pytest.importorskip("torch", reason="converting the golden checkpoint needs the 'convert' extra")
@@ -61,7 +62,9 @@ def run(argv, capsys):
 
 def test_top5_names_of_every_clip(model_dir, clips, golden, capsys):
   _, expected = golden
-  code, out, _ = run(["--checkpoint", str(model_dir), *map(str, clips.values())], capsys)
+  # The golden outputs are of each file's first 5 s (speech.wav and music.wav last 10 s).
+  code, out, _ = run(["--checkpoint", str(model_dir), "--first-clip",
+                      *map(str, clips.values())], capsys)
   assert code == 0
   lines = out.splitlines()
   assert len(lines) == 6 * len(clips)
@@ -75,8 +78,8 @@ def test_top5_names_of_every_clip(model_dir, clips, golden, capsys):
 
 def test_json_lines_hold_every_score(model_dir, clips, golden, capsys):
   arrays, expected = golden
-  code, out, _ = run(["--checkpoint", str(model_dir), "--json", *map(str, clips.values())],
-                     capsys)
+  code, out, _ = run(["--checkpoint", str(model_dir), "--first-clip", "--json",
+                      *map(str, clips.values())], capsys)
   assert code == 0
   records = [json.loads(line) for line in out.splitlines()]
   assert [record["file"] for record in records] == list(map(str, clips.values()))
@@ -134,3 +137,52 @@ def test_any_family_from_its_config(tmp_path, clips, capsys):
   assert record["output_activation"] == "softmax"
   assert record["top_labels"] == ["dog", "rain", "wind"] and record["top_indices"] == [0, 1, 2]
   np.testing.assert_allclose(record["scores"], [1 / 3] * 3, rtol=1e-6)
+
+
+def test_whole_files_by_default_short_ones_padded(model_dir, clips, golden, tmp_path, capsys):
+  """Without --first-clip a 10-s file is classified whole and a 2-s file as if zero-padded to 5 s."""
+  arrays, _ = golden
+  spec, variables = store.load_model(model_dir)
+  names = list(arrays["clip_names"])
+  short = tmp_path / "short.wav"
+  soundfile.write(short, arrays["waveform"][names.index("typing.wav")][:64000], 32000,
+                  subtype="FLOAT")
+  code, out, _ = run(["--checkpoint", str(model_dir), "--json", str(clips["music.wav"]),
+                      str(short)], capsys)
+  assert code == 0
+  whole, short_record = (json.loads(line) for line in out.splitlines())
+  music, _ = audio_io.load_audio(clips["music.wav"], 32000)
+  assert music.shape == (320000,)
+  expected_whole = spec.scores(spec.apply(variables, music[None])["logits"])[0]
+  np.testing.assert_allclose(whole["scores"], expected_whole, atol=1e-5)
+  # ... which is not what its first 5 s give: the option changes the input, not just the name.
+  assert np.max(np.abs(np.array(whole["scores"]) - arrays["clipwise_sigmoid"][names.index(
+      "music.wav")])) > 1e-3
+  padded = np.pad(arrays["waveform"][names.index("typing.wav")][:64000], (0, 96000))
+  expected_short = spec.scores(spec.apply(variables, padded[None])["logits"])[0]
+  np.testing.assert_allclose(short_record["scores"], expected_short, atol=1e-5)
+
+
+def test_htsat_long_files_use_windows_and_short_files_repeat(golden_dir, tmp_path, capsys):
+  """HTS-AT: a 12-s file is scored whole (averaged 10-s windows), a 2-s file is repeated, not
+  zero-padded, before the frontend (upstream's handling; upstream itself crashes above 10.24 s)."""
+  model = convert.convert_to_directory("htsat", golden_dir / "htsat" / "htsat_tiny_esc19.ckpt",
+                                       tmp_path / "htsat")
+  spec, variables = store.load_model(model)
+  assert not spec.pad_short_clips
+  waveform = np.load(golden_dir / "htsat" / "htsat_tiny_esc19.io.npz")["waveform"][0]
+  long_clip = np.concatenate([waveform, waveform[:64000]])  # 12 s
+  short_clip = waveform[:64000]  # 2 s
+  files = []
+  for name, clip in (("long.wav", long_clip), ("short.wav", short_clip)):
+    files.append(tmp_path / name)
+    soundfile.write(files[-1], clip, 32000, subtype="FLOAT")
+  code, out, _ = run(["--checkpoint", str(model), "--json", *map(str, files)], capsys)
+  assert code == 0
+  long_record, short_record = (json.loads(line) for line in out.splitlines())
+  for record, clip in ((long_record, long_clip), (short_record, short_clip)):
+    expected = spec.scores(spec.apply(variables, clip[None])["logits"])[0]
+    np.testing.assert_allclose(record["scores"], expected, atol=1e-5)
+  zero_padded = np.pad(short_clip, (0, spec.clip_samples - short_clip.size))
+  padded_scores = spec.scores(spec.apply(variables, zero_padded[None])["logits"])[0]
+  assert np.max(np.abs(np.array(short_record["scores"]) - padded_scores)) > 1e-4

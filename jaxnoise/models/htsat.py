@@ -445,4 +445,6 @@ def build_spec(config: dict) -> ModelSpec:
                                  repeat_waveform=config["short_clip_repeat"] == "waveform"),
       network=network,
       output_activation=LOSS_ACTIVATIONS[network.loss_type],
-      labels=head_labels(config, "htsat", default))
+      labels=head_labels(config, "htsat", default),
+      # The frontend repeats a short clip to the 10-s window, as upstream's ESC-50 pipeline does.
+      pad_short_clips=False)

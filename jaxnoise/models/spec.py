@@ -29,6 +29,9 @@ class ModelSpec:
       called as ``network.apply(variables, features, train=...)``.
     output_activation: 'softmax' (single-label heads) or 'sigmoid' (AudioSet multi-label heads).
     labels: class names of the head, in output order.
+    pad_short_clips: whether a file shorter than ``clip_seconds`` is zero-padded before the
+      frontend (the ESC-50 convention); False where the frontend itself extends short clips the
+      way upstream does (HTS-AT repeats them).
   """
   arch: str
   config: Mapping[str, Any]
@@ -39,6 +42,7 @@ class ModelSpec:
   network: nn.Module
   output_activation: str
   labels: Sequence[str]
+  pad_short_clips: bool = True
 
   def __post_init__(self):
     if self.output_activation not in OUTPUT_ACTIVATIONS:
@@ -56,6 +60,16 @@ class ModelSpec:
   @property
   def num_classes(self) -> int:
     return len(self.labels)
+
+  def fit_file(self, waveform):
+    """A whole file's ``[samples]`` made ready for ``apply``: short files padded to the clip length
+    where ``pad_short_clips``; long files kept whole (every frontend and network here takes any
+    length: EfficientAT and PANNs pool over time, HTS-AT averages overlapping 10-s windows, the
+    TFNet-repo frontend cuts to 5 s itself)."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    if self.pad_short_clips and waveform.shape[-1] < self.clip_samples:
+      return np.pad(waveform, (0, self.clip_samples - waveform.shape[-1]))
+    return waveform
 
   def features(self, waveform: jax.Array) -> jax.Array:
     """``[batch, samples]`` waveform at ``sample_rate`` -> network input features."""
