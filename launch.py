@@ -75,6 +75,7 @@ def main(argv):
                       datefmt="%H:%M:%S")
   # Orbax logs every checkpoint step through absl at INFO; keep the console to jaxnoise's progress.
   logging.getLogger("absl").setLevel(logging.WARNING)
+  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU/GPU" notices
   return cli.run_main(lambda _: run(_CONFIG.value, _WORKDIR.value))
 
 
