@@ -96,18 +96,12 @@ def study_way(spec, classify, variables, clips, noises, snrs, folder) -> np.ndar
   return np.asarray(predictions)
 
 
-def matmul_peak(size: int = 4096, repeats: int = 3) -> float:
-  """Best float32 FLOP/s of a jitted ``size``-cubed matmul on the default device."""
+def matmul_peak(size: int = 4096):
+  """A function timing one jitted float32 ``size``-cubed matmul, and its FLOPs."""
   a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
   product = jax.jit(jnp.dot)
-  product(a, b).block_until_ready()
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    product(a, b).block_until_ready()
-    best = min(best, time.perf_counter() - start)
-  return 2 * size ** 3 / best
+  return (lambda: product(a, b).block_until_ready()), 2 * size ** 3
 
 
 def main():
@@ -134,7 +128,7 @@ def main():
   snrs = tuple(float(snr) for snr in args.snrs)
 
   classify = jax.jit(lambda v, x: jnp.argmax(readout.class_scores(spec.scores(
-      spec.apply(v, engine_lib.fit_length(x, spec.clip_samples))["logits"])), axis=-1)[0])
+      spec.apply(v, engine_lib.model_input(spec, x))["logits"])), axis=-1)[0])
   mesh = sharding.make_mesh(len(snrs), 0, args.chunk)
   chunk = sharding.round_up(min(args.chunk, len(clips)), mesh.shape[sharding.CLIP_AXIS])
   snr_batch = sweep_run.snr_batch_for(args.snr_batch, jax.devices()[0].platform,
@@ -155,17 +149,22 @@ def main():
   def the_study_way():
     study_way(spec, classify, variables, study_clips, noises, snrs, folder)
 
+  matmul, matmul_flops = matmul_peak()
   runs = {"study's way (scipy, wav files, batch 1)": (the_study_way, len(study_clips)),
-          "jaxnoise sweep (one jitted call per chunk)": (jaxnoise_sweep, len(clips))}
+          "jaxnoise sweep (one jitted call per chunk)": (jaxnoise_sweep, len(clips)),
+          "matmul": (matmul, 0)}
   for function, _ in runs.values():  # compile and warm up
     function()
+  # Interleaved rounds, the peak included, so that load from other processes hits all alike.
   best = {name: float("inf") for name in runs}
   for _ in range(args.repeats):
     for name, (function, _) in runs.items():
-      start = time.perf_counter()
-      function()
-      best[name] = min(best[name], time.perf_counter() - start)
-  peak = matmul_peak()
+      for _ in range(3 if name == "matmul" else 1):
+        start = time.perf_counter()
+        function()
+        best[name] = min(best[name], time.perf_counter() - start)
+  peak = matmul_flops / best.pop("matmul")
+  runs.pop("matmul")
   flops = tables.complexity_row(args.model, spec, variables)["gflops_per_clip"] * 1e9
 
   mixes = {name: count * len(snrs) * len(noises) for name, (_, count) in runs.items()}
@@ -175,7 +174,7 @@ def main():
         f"{jax.devices()[0].platform} x {jax.device_count()}, mesh {dict(mesh.shape)}, "
         f"chunk {engine.chunk} clips, {snr_batch or 'all'} SNRs per network call")
   print(f"  FLOPs per clip (XLA cost analysis, frontend + network): {flops / 1e9:.3f} G")
-  print(f"  matmul peak measured now (4096^3 float32): {peak / 1e9:.1f} GFLOP/s")
+  print(f"  matmul peak, measured in the same rounds (4096^3 float32): {peak / 1e9:.1f} GFLOP/s")
   print(f"  {'method':<46} {'clips x SNR/s':>14} {'x study':>8} {'GFLOP/s':>9} {'of peak':>8}")
   for name in runs:
     achieved = rates[name] * flops

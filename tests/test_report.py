@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from jaxnoise.models import registry, store as model_store
+from jaxnoise.models import mobilenet, registry, store as model_store
 from jaxnoise.report import metrics, page, plots, tables
 from jaxnoise.sweep import store
 
@@ -91,7 +91,7 @@ def write_synthetic_run(workdir, model, config):
 @pytest.fixture(scope="module")
 def report(esc50_dir, noise_dir, tmp_path_factory):
   spec = registry.build_spec("mn", {"width": 0.1})
-  variables = spec.init(jax.random.key(0))
+  variables = mobilenet.random_variables(spec)
   model_dir = model_store.save_model(tmp_path_factory.mktemp("model") / "tiny", spec, variables)
   config = base.get_config()
   config.model.checkpoint = str(model_dir)

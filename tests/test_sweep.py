@@ -3,6 +3,7 @@
 Every sweep here is the real AudioSet mn04_as (converted from ../shared/golden/mn) classifying the 5
 shared ESC-50 clips outside fold 4 zero-shot, with white noise and ESC-50 dog noise at -10 and 10 dB.
 """
+import dataclasses
 import json
 import os
 import pathlib
@@ -22,7 +23,7 @@ import scipy.signal
 from conftest import REPO_ROOT
 from jaxnoise.data import esc50, zero_shot
 from jaxnoise.errors import ConfigError
-from jaxnoise.models import registry, store as model_store
+from jaxnoise.models import mobilenet, registry, store as model_store
 from jaxnoise.noise import colored_noise
 from jaxnoise.sweep import engine as engine_lib
 from jaxnoise.sweep import noises as noise_lib
@@ -319,6 +320,31 @@ def test_realisations_and_fresh_noise_per_clip(settings, tmp_path, noise_dir):
   for row in accuracy:
     if row["ci95_low"]:
       assert float(row["ci95_low"]) <= float(row["accuracy"]) <= float(row["ci95_high"])
+
+
+def test_trained_fold_models_are_swept_on_their_own_fold(settings, tmp_path):
+  """Without a checkpoint the sweep takes the 'train' mode's fold{k}/model, each on fold k."""
+  _, names, _ = esc50.select_classes([], "esc19", "clock_tick")
+  spec = dataclasses.replace(registry.build_spec("mn", {"width": 0.1, "num_classes": 19}),
+                             labels=names)
+  workdir = tmp_path / "trained"
+  for fold in (2, 5):
+    variables = mobilenet.random_variables(spec, seed=fold)
+    model_store.save_model(workdir / f"fold{fold}" / "model", spec, variables)
+  config = make_config(settings, **{"model.checkpoint": "", "model.name": "", "sweep.snrs": (0.0,),
+                                    "sweep.noises": ("white",), "sweep.save_logits": False})
+  sweep_run.run(config, workdir)
+  rows = read_rows(workdir)
+  assert {row["model"] for row in rows} == {"mn"}
+  assert sorted(path.name for path in (workdir / "sweep" / "units").iterdir()) == [
+      "fold2-clean.csv", "fold2-white-42cfcda4-r0.csv", "fold5-clean.csv",
+      "fold5-white-42cfcda4-r0.csv"]
+  assert sorted(row["fold"] for row in rows if row["noise"] == "clean") == ["2", "2", "2", "5", "5"]
+  metadata = json.loads((workdir / store.RUN_FILE).read_text())
+  assert [(m["folds"], m["checkpoint"].split("/")[-2]) for m in metadata["models"]] == [
+      ([2], "fold2"), ([5], "fold5")]
+  with pytest.raises(ConfigError, match="run the 'train' mode first"):
+    sweep_run.run(config, tmp_path / "empty")
 
 
 def test_per_clip_colored_noise_comes_from_the_documented_keys(esc50_dir):

@@ -84,7 +84,7 @@ def spectrogram_figure(swept, inputs, config, file_name: str, out_dir) -> pathli
                                                 length) for noise in inputs.noise_types])
   mixed = noise_lib.mix(clip[None], noises, [snr], spec.sample_rate, spec.band).noisy[0, :, 0]
   waveforms = np.concatenate([clip[None], np.asarray(mixed)])
-  features = np.asarray(spec.features(engine_lib.fit_length(waveforms, spec.clip_samples)))
+  features = np.asarray(spec.features(engine_lib.model_input(spec, waveforms)))
   features = features.reshape(features.shape[0], features.shape[1], -1)
   titles = ["clean"] + [f"{noise.name} at {snr:g} dB" for noise in inputs.noise_types]
   suptitle = (f"{swept.name} frontend features of {file_name} ({record.category}); SNR in the "

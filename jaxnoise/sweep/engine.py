@@ -1,4 +1,4 @@
-"""The sweep's compiled step: noise gain, mixing, frontend, network and decision, at every SNR at once.
+"""The sweep's compiled step: noise gain, mixing, frontend, network and decision at every SNR.
 
 For a chunk of clean clips ``[clips, samples]`` with their in-band powers ``[clips]``, a noise
 ``[noises, samples]`` with its in-band power ``[noises]`` and an SNR grid ``[snrs]``, one jitted call
@@ -11,7 +11,8 @@ computes (per device, on its block of clips and SNRs)::
   predicted = argmax(scores)                    [clips, snrs]
 
 ``jax.vmap`` over the SNR axis turns the per-SNR function into one batched network call of
-clips x SNRs, and the clip chunk bounds its memory whatever the grid size. ``shard_map`` gives every
+clips x SNRs (or, with ``snr_batch``, into calls of a few SNRs each in sequence, which a CPU runs
+faster), and the clip chunk bounds its memory whatever the grid size. ``shard_map`` gives every
 device of the ('clips', 'snrs') mesh its own block; chunks are padded to the mesh (zero clips, the
 last SNR repeated) and the padding is dropped before anything is returned.
 """
@@ -28,14 +29,15 @@ from jaxnoise.sweep import sharding
 from jaxnoise.sweep.sharding import CLIP_AXIS, SNR_AXIS
 
 
-def fit_length(waveform: jax.Array, length: int) -> jax.Array:
-  """``[..., samples]`` -> ``[..., length]``: repeated end to start, or cut (models trained on
-  longer clips than ESC-50's 5 s, such as HTS-AT's 10 s, get the clip repeated, as upstream)."""
-  samples = waveform.shape[-1]
-  if samples == length:
-    return waveform
-  repeats = -(-length // samples)
-  return jnp.tile(waveform, (1,) * (waveform.ndim - 1) + (repeats,))[..., :length]
+def model_input(spec, waveform: jax.Array) -> jax.Array:
+  """Noisy ESC-50 clips ``[batch, samples]`` as the model takes them: ``spec.fit_file``'s rule on
+  a batch. Noise is mixed at the clip's own length (the study's order); a model trained on longer
+  clips then gets them zero-padded where ``spec.pad_short_clips``, or left to its frontend, which
+  extends them the upstream way (HTS-AT repeats them)."""
+  missing = spec.clip_samples - waveform.shape[-1]
+  if spec.pad_short_clips and missing > 0:
+    return jnp.pad(waveform, [(0, 0)] * (waveform.ndim - 1) + [(0, missing)])
+  return waveform
 
 
 def noisy_predictions(spec, readout, variables, clean, clean_power, noise, noise_power, snrs,
@@ -62,7 +64,7 @@ def noisy_predictions(spec, readout, variables, clean, clean_power, noise, noise
   """
   def at_snr(snr):
     gains = noise_gain(clean_power, noise_power, snr).astype(clean.dtype)
-    noisy = fit_length(clean + gains[:, None] * noise, spec.clip_samples)
+    noisy = model_input(spec, clean + gains[:, None] * noise)
     logits = spec.apply(variables, noisy, train=False)["logits"]
     scores = readout.class_scores(spec.scores(logits))
     return jnp.argmax(scores, axis=-1).astype(jnp.int32), logits

@@ -4,7 +4,7 @@
 
 1. the model(s): ``config.model.checkpoint`` or the trained fold models (``jaxnoise.sweep.model``);
 2. the test clips of the configured classes and folds, decoded once at the model's rate (ESC-50's
-   5 s; models that want longer clips repeat them inside the compiled step);
+   5 s, mixed at that length; ``engine.model_input`` then fits them to the model as it expects);
 3. the noises by name (``jaxnoise.sweep.noises``);
 4. a ('clips', 'snrs') device mesh over every device of every host, and the compiled engine;
 5. one unit at a time (the clean pass, then each noise realisation), skipping units a previous,
@@ -143,6 +143,82 @@ def resolve_inputs(config) -> Inputs:
   return Inputs(root, every, tested, label_names, target_ids, noise_types)
 
 
+def make_groups(models, tested) -> list[Group]:
+  """Each model with the test clips it may classify (its own fold for a trained fold model)."""
+  groups = []
+  for swept in models:
+    records = [r for r in tested if swept.folds is None or r.fold in swept.folds]
+    if records:
+      prefix = "all" if swept.folds is None else "fold" + "-".join(map(str, swept.folds))
+      groups.append(Group(swept, records, prefix))
+  if not groups:
+    raise ConfigError(f"the trained models' folds {[m.folds for m in models]} hold none of the "
+                      f"test clips ({sorted({r.fold for r in tested})})")
+  return groups
+
+
+def sweep_group(config, group, units, inputs, mesh, snrs, unit_store) -> list[dict]:
+  """Computes (and, on process 0, stores) every unit of ``group`` not done yet; returns timings."""
+  spec = group.model.spec
+  readout = readout_lib.make_readout(spec.labels, inputs.label_names, inputs.target_ids)
+  identifiers = [f"{group.prefix}-{unit.identifier}" for unit in units]
+  done = sharding.agree(np.asarray([unit_store.is_done(i) for i in identifiers]))
+  if done.all():
+    logging.info("%s: every unit already done", group.model.name)
+    return []
+  load_started = time.time()
+  clips = clip_loading.load_clips(group.records, inputs.root, spec.sample_rate,
+                                  int(round(spec.sample_rate * esc50.CLIP_SECONDS)),
+                                  config.data.cache_dir or None,
+                                  convert=bool(config.data.convert_audio))
+  clip_devices = mesh.shape[sharding.CLIP_AXIS]
+  chunk = sharding.round_up(min(int(config.sweep.chunk_clips), len(group.records)), clip_devices)
+  snr_batch = snr_batch_for(int(config.sweep.snr_batch), jax.devices()[0].platform,
+                            chunk // clip_devices)
+  engine = engine_lib.SweepEngine(spec, readout, group.model.variables, clips, mesh,
+                                  chunk_clips=chunk, snr_batch=snr_batch,
+                                  with_logits=bool(config.sweep.save_logits))
+  maker = noise_lib.NoiseMaker(engine, [r.filename for r in group.records], int(config.seed),
+                               bool(config.sweep.fresh_noise_per_clip))
+  logging.info("%s: %d clips at %d Hz on a %s mesh (%d process(es)), %d clips per call, %s SNRs "
+               "per network call; loaded in %.1f s", group.model.name, len(group.records),
+               spec.sample_rate, dict(mesh.shape), jax.process_count(), engine.chunk,
+               snr_batch or "all", time.time() - load_started)
+  silent = np.flatnonzero(engine.clip_powers() <= 0)
+  if silent.size:
+    logging.warning("%d clip(s) have no power in the band %s and get no noise: %s", silent.size,
+                    spec.band, [group.records[i].filename for i in silent[:5]])
+  targets = np.asarray([r.target for r in group.records])
+  timings = []
+  for unit, identifier, finished in zip(units, identifiers, done):
+    if finished:
+      continue
+    started = time.time()
+    noise_for_chunk, per_clip = maker.for_unit(unit)
+    predicted, logits = engine.run(noise_for_chunk, (CLEAN_SNR,) if unit.noise is None else snrs,
+                                   per_clip_noise=per_clip)
+    seconds = time.time() - started
+    rows = unit_rows(group.model.name, group.records, unit,
+                     (None,) if unit.noise is None else snrs, predicted, inputs.target_ids,
+                     maker.sources(unit))
+    if sharding.is_writer():
+      unit_store.save(identifier, rows, logits)
+    timings.append({"unit": identifier, "seconds": seconds, "mixes": int(predicted.size)})
+    accuracies = np.mean(np.asarray(inputs.target_ids)[predicted] == targets[:, None], axis=0)
+    logging.info("%s %-16s r%d: %5d clip x SNR in %6.1f s (%.1f/s); accuracy %s", group.prefix,
+                 unit.name, unit.realisation, predicted.size, seconds,
+                 predicted.size / max(seconds, 1e-9), " ".join(f"{a:.2f}" for a in accuracies))
+  return timings
+
+
+SEED_DERIVATION = {
+    "colored_noise": "jax.random.key(seed) for realisation 0, fold_in(key(seed), r) for "
+                     "realisation r; with fresh_noise_per_clip, clip c gets fold_in(<realisation "
+                     "key>, crc32(file name of c) & 0x7fffffff)",
+    "recorded_noise": "realisation r = the r-th recording of the type (sorted by path); with "
+                      "fresh_noise_per_clip, the clip at position i gets recording (i + r) mod n"}
+
+
 def run(config, workdir) -> dict:
   """Runs the sweep of ``config`` into ``workdir`` (module doc); returns a summary dict.
 
@@ -153,114 +229,44 @@ def run(config, workdir) -> dict:
   snrs = check_sweep_config(config.sweep)
   sharding.initialize(config.distributed)
   inputs = resolve_inputs(config)
-  root, tested, noise_types = inputs.root, inputs.tested, inputs.noise_types
-  label_names, target_ids = inputs.label_names, inputs.target_ids
-  units = noise_lib.make_units(noise_types, int(config.sweep.realisations))
-  models = model_lib.load_models(config, workdir)
-  groups = []
-  for swept in models:
-    records = [r for r in tested if swept.folds is None or r.fold in swept.folds]
-    if records:
-      prefix = "all" if swept.folds is None else "fold" + "-".join(map(str, swept.folds))
-      groups.append(Group(swept, records, prefix))
-  if not groups:
-    raise ConfigError(f"the trained models' folds {[m.folds for m in models]} hold none of the "
-                      f"test clips (config.sweep.folds={tuple(config.sweep.folds)})")
-
+  units = noise_lib.make_units(inputs.noise_types, int(config.sweep.realisations))
+  groups = make_groups(model_lib.load_models(config, workdir), inputs.tested)
   mesh = sharding.make_mesh(len(snrs), int(config.sweep.snr_devices),
                             int(config.sweep.chunk_clips))
   fingerprint = {
       "models": [{"name": g.model.name, "folds": g.model.folds,
                   "variables_sha256": g.model.provenance["variables_sha256"]} for g in groups],
-      "clips": [r.filename for r in tested], "target_ids": list(target_ids),
-      "noises": [noise.describe() for noise in noise_types], "snrs": list(snrs),
+      "clips": [r.filename for r in inputs.tested], "target_ids": list(inputs.target_ids),
+      "noises": [noise.describe() for noise in inputs.noise_types], "snrs": list(snrs),
       "realisations": int(config.sweep.realisations),
       "fresh_noise_per_clip": bool(config.sweep.fresh_noise_per_clip), "seed": int(config.seed),
       "save_logits": bool(config.sweep.save_logits)}
   unit_store = store.UnitStore(workdir, fingerprint)
   if sharding.is_writer():
     unit_store.prepare()
-
-  timings, readouts = [], {}
+  timings = []
   for group in groups:
-    spec = group.model.spec
-    readout = readout_lib.make_readout(spec.labels, label_names, target_ids)
-    readouts[group.model.name] = readout.describe()
-    identifiers = [f"{group.prefix}-{unit.identifier}" for unit in units]
-    done = sharding.agree(np.asarray([unit_store.is_done(i) for i in identifiers]))
-    if done.all():
-      logging.info("%s: every unit already done in %s", group.model.name, workdir)
-      continue
-    load_started = time.time()
-    clips = clip_loading.load_clips(group.records, root, spec.sample_rate,
-                                    int(round(spec.sample_rate * esc50.CLIP_SECONDS)),
-                                    config.data.cache_dir or None,
-                                    convert=bool(config.data.convert_audio))
-    chunk = sharding.round_up(min(int(config.sweep.chunk_clips), len(group.records)),
-                              mesh.shape[sharding.CLIP_AXIS])
-    snr_batch = snr_batch_for(int(config.sweep.snr_batch), jax.devices()[0].platform,
-                              chunk // mesh.shape[sharding.CLIP_AXIS])
-    engine = engine_lib.SweepEngine(spec, readout, group.model.variables, clips, mesh,
-                                    chunk_clips=chunk, snr_batch=snr_batch,
-                                    with_logits=bool(config.sweep.save_logits))
-    maker = noise_lib.NoiseMaker(engine, [r.filename for r in group.records], int(config.seed),
-                                 bool(config.sweep.fresh_noise_per_clip))
-    logging.info("%s: %d clips at %d Hz on a %s mesh (%d process(es)), %d clips per call, %s SNRs "
-                 "per network call; loaded in %.1f s", group.model.name, len(group.records),
-                 spec.sample_rate, dict(mesh.shape), jax.process_count(), engine.chunk,
-                 snr_batch or "all", time.time() - load_started)
-    targets = np.asarray([r.target for r in group.records])
-    silent = np.flatnonzero(engine.clip_powers() <= 0)
-    if silent.size:
-      logging.warning("%d clip(s) have no power in the band %s and get no noise: %s", silent.size,
-                      spec.band, [group.records[i].filename for i in silent[:5]])
-    for unit, identifier, finished in zip(units, identifiers, done):
-      if finished:
-        continue
-      unit_snrs = (CLEAN_SNR,) if unit.noise is None else snrs
-      unit_started = time.time()
-      noise_for_chunk, per_clip = maker.for_unit(unit)
-      predicted, logits = engine.run(noise_for_chunk, unit_snrs, per_clip_noise=per_clip)
-      seconds = time.time() - unit_started
-      shown_snrs = (None,) if unit.noise is None else snrs
-      rows = unit_rows(group.model.name, group.records, unit, shown_snrs, predicted, target_ids,
-                       maker.sources(unit))
-      if sharding.is_writer():
-        unit_store.save(identifier, rows, logits)
-      mixes = predicted.size
-      timings.append({"unit": identifier, "seconds": seconds, "mixes": mixes})
-      accuracies = np.mean(np.asarray(target_ids)[predicted] == targets[:, None], axis=0)
-      logging.info("%s %-16s r%d: %5d clip x SNR in %6.1f s (%.1f/s); accuracy %s", group.prefix,
-                   unit.name, unit.realisation, mixes, seconds, mixes / max(seconds, 1e-9),
-                   " ".join(f"{value:.2f}" for value in accuracies))
-
+    timings += sweep_group(config, group, units, inputs, mesh, snrs, unit_store)
   summary = {"workdir": str(workdir), "units": len(units) * len(groups),
              "computed": len(timings), "seconds": time.time() - started}
   if not sharding.is_writer():
     return summary
-  rows = []
-  for group in groups:
-    for unit in units:
-      rows.extend(unit_store.load(f"{group.prefix}-{unit.identifier}"))
-  accuracy_rows = metrics.accuracy_table(store.to_columns(rows))
-  run_metadata = {
-      "config": config.to_dict(), "models": [dict(g.model.provenance, name=g.model.name,
-                                                   arch=g.model.spec.arch, folds=g.model.folds)
-                                              for g in groups],
-      "readout": readouts, "versions": versions(),
-      "seeds": {"seed": int(config.seed),
-                "colored_noise": "jax.random.key(seed) for realisation 0, fold_in(key(seed), r) "
-                                 "for realisation r; with fresh_noise_per_clip, clip c gets "
-                                 "fold_in(<realisation key>, crc32(file name of c) & 0x7fffffff)",
-                "recorded_noise": "realisation r = the r-th recording of the type (sorted); with "
-                                  "fresh_noise_per_clip, recording (position + r) mod n"},
-      "noises": [noise.describe() for noise in noise_types],
+  rows = [row for group in groups for unit in units
+          for row in unit_store.load(f"{group.prefix}-{unit.identifier}")]
+  metadata = {
+      "config": config.to_dict(), "versions": versions(),
+      "models": [dict(g.model.provenance, name=g.model.name, arch=g.model.spec.arch,
+                      folds=g.model.folds) for g in groups],
+      "readout": {g.model.name: readout_lib.make_readout(
+          g.model.spec.labels, inputs.label_names, inputs.target_ids).describe() for g in groups},
+      "seeds": {"seed": int(config.seed), **SEED_DERIVATION},
+      "noises": [noise.describe() for noise in inputs.noise_types],
       "units": [{"noise": u.name, "realisation": u.realisation} for u in units],
       "devices": {"count": jax.device_count(), "processes": jax.process_count(),
                   "mesh": dict(mesh.shape), "platform": jax.devices()[0].platform},
       "timing": {"seconds": summary["seconds"], "units_computed": timings},
-      "data_root": str(root), "clips": len(tested)}
-  store.write_tables(workdir, rows, accuracy_rows, run_metadata)
+      "data_root": str(inputs.root), "clips": len(inputs.tested)}
+  store.write_tables(workdir, rows, metrics.accuracy_table(store.to_columns(rows)), metadata)
   logging.info("wrote %s, %s and %s in %s (%.1f s)", store.RESULTS_FILE, store.ACCURACY_FILE,
                store.RUN_FILE, workdir, summary["seconds"])
   return summary
