@@ -31,21 +31,38 @@ def get_config():
   config.data.dropped_class = "clock_tick"  # the class esc19 drops from targets 20-39
   config.data.test_folds = (1, 2, 3, 4, 5)  # one rotation per test fold present in the data
   config.data.convert_audio = True        # stereo / other rates are converted, not rejected
+  config.data.download = True             # fetch the official archive into cache_dir if no root
 
   config.train = ml_collections.ConfigDict()
-  config.train.batch_size = 64
+  config.train.batch_size = 64            # global: split over all devices
   config.train.steps = 4500
-  config.train.optimizer = "adam"
+  config.train.epochs = 0.0               # > 0: this many passes over the training folds instead
+  config.train.optimizer = "adam"         # adam | amsgrad | adamw | sgd
   config.train.learning_rate = 1e-3
-  config.train.warmup_steps = 0
+  # constant | step_decay | warmup_linear_down | epoch_table (jaxnoise/train/optim.py)
+  config.train.schedule = "constant"
+  config.train.lr_decay_every = 100       # step_decay: multiply by lr_decay_rate every N steps
+  config.train.lr_decay_rate = 0.9
+  config.train.warmup_epochs = 0.0        # warmup_linear_down (EfficientAT)
+  config.train.rampdown_start_epoch = 0.0
+  config.train.rampdown_epochs = 0.0
+  config.train.final_lr_factor = 1.0
+  config.train.epoch_boundaries = (0,)    # epoch_table (HTS-AT): factor i from epoch i on
+  config.train.epoch_factors = (1.0,)
+  config.train.warmup_steps = 0           # linear warm-up on top of any schedule
   config.train.weight_decay = 0.0
+  # Per-step augmentation, applied round robin: none | mask | mixup | mask+mixup.
+  config.train.augment_cycle = ("mask",)
   config.train.mixup_alpha = 0.0          # 0 disables mixup
+  config.train.mixup_targets = True       # False: mix inputs only, keep each clip's own label
   config.train.time_masks = 2
   config.train.time_mask_width = 4
   config.train.freq_masks = 2
   config.train.freq_mask_width = 4
   config.train.checkpoint_every = 500
+  config.train.keep_checkpoints = 2
   config.train.log_every = 50
+  config.train.eval_every = 0             # test-fold accuracy every N steps (0: at the end only)
 
   config.sweep = ml_collections.ConfigDict()
   config.sweep.noises = COLORED_NOISES + ("esc50:dog", "esc50:rain", "esc50:car_horn",

@@ -1,0 +1,286 @@
+"""One training loop for every model spec: the ESC-50 fold rotations with optax, orbax and sharding.
+
+For each test fold present in the data, the model is trained on the other folds and scored on it
+(the study's protocol). Everything a run does is a function of ``config.seed``: the variables of a
+model trained from scratch come from ``fold_in(key(seed), fold)``, the batch order of each epoch
+from ``(seed, fold, epoch)`` and every step's augmentation and dropout from ``fold_in(.., step)``.
+A run killed at any point resumes from its last orbax checkpoint and ends with the same variables,
+bit for bit, as one that was never interrupted.
+
+Batches are split over all devices of all hosts (``jaxnoise.train.steps``); the model and the data
+come from ``jaxnoise.train.prepare``.
+
+Layout of ``workdir``::
+
+  fold{k}/checkpoints/     orbax checkpoints (every config.train.checkpoint_every steps and the end)
+  fold{k}/curves.csv|png   loss / accuracy / learning rate against step
+  fold{k}/predictions.csv  the test clips with their target and predicted class
+  fold{k}/model/           the final model (jaxnoise.models.store), labelled with the ESC-50 names
+  fold{k}/result.json      the fold's accuracy; a fold with this file is not trained again
+  accuracy_per_fold.csv|md the study's "accuracy per fold" table with the mean
+"""
+import csv
+import json
+import logging
+import math
+import pathlib
+import time
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxnoise.data import esc50
+from jaxnoise.errors import ConfigError, JaxnoiseError
+from jaxnoise.models import store
+from jaxnoise.sweep import sharding
+from jaxnoise.train import curves, optim
+from jaxnoise.train.prepare import Dataset, build_model, load_dataset, select_records, with_labels
+from jaxnoise.train.steps import (Placement, augmentation_flags, evaluate, make_eval_step,
+                                  make_placement, make_train_step)
+
+
+# --- Data order ---------------------------------------------------------------------------------
+
+
+def epoch_order(seed: int, fold: int, epoch: int, size: int) -> np.ndarray:
+  """The shuffled order of the training clips in one epoch: a function of (seed, fold, epoch)."""
+  return np.random.default_rng([seed, fold, epoch]).permutation(size)
+
+
+def batch_indices(seed: int, fold: int, step: int, batch_size: int, size: int) -> np.ndarray:
+  """Indices of step ``step``'s batch in the stream of consecutive shuffled epochs.
+
+  Every batch is full (a batch may span two epochs), so shapes stay static; a training set smaller
+  than a batch repeats clips within it.
+  """
+  position, indices = step * batch_size, []
+  while len(indices) < batch_size:
+    epoch, offset = divmod(position, size)
+    taken = epoch_order(seed, fold, epoch, size)[offset:offset + batch_size - len(indices)]
+    indices.extend(taken.tolist())
+    position += len(taken)
+  return np.asarray(indices)
+
+
+# --- One fold -----------------------------------------------------------------------------------
+
+
+def total_steps(train_config, train_clips: int) -> int:
+  """``config.train.steps``, or ``epochs`` passes over the training clips when ``epochs > 0``."""
+  epochs = float(train_config.get("epochs", 0) or 0)
+  if epochs > 0:
+    return int(math.ceil(epochs * train_clips / int(train_config.batch_size)))
+  steps = int(train_config.steps)
+  if steps <= 0:
+    raise ConfigError(f"config.train.steps must be positive (or set config.train.epochs), got "
+                      f"{steps}")
+  return steps
+
+
+def _split_variables(variables) -> tuple[dict, dict]:
+  variables = dict(variables)
+  params = variables.pop("params")
+  return params, variables
+
+
+class _Progress:
+  """Steps/s and ETA for the log, measured over the steps since the last report."""
+
+  def __init__(self, first_step: int, last_step: int):
+    self.first, self.last = first_step, last_step
+    self.started = self.previous_time = time.time()
+    self.previous_step = first_step
+
+  def report(self, step: int) -> str:
+    now = time.time()
+    rate = (step - self.previous_step) / max(now - self.previous_time, 1e-9)
+    self.previous_time, self.previous_step = now, step
+    eta = (self.last - step) / rate if rate > 0 else math.inf
+    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+    return f"{step}/{self.last} ({100 * step / self.last:.0f}%) {rate:.2f} steps/s ETA {eta_text}"
+
+
+def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset, fold: int,
+               fold_dir: pathlib.Path, placement: Placement,
+               step_callback: Optional[Callable] = None) -> dict:
+  """Trains on every fold but ``fold``, scores ``fold``, saves the model; returns its result."""
+  result_file = fold_dir / "result.json"
+  if result_file.is_file() and (fold_dir / "model" / store.CONFIG_FILE).is_file():
+    logging.info("fold %d: already trained (%s); skipped", fold, result_file)
+    return json.loads(result_file.read_text(encoding="utf-8"))
+  train_config = config.train
+  train_index = np.asarray([i for i, r in enumerate(data.records) if r.fold != fold], np.int64)
+  test_index = np.asarray([i for i, r in enumerate(data.records) if r.fold == fold], np.int64)
+  if not len(train_index):
+    raise JaxnoiseError(f"test fold {fold}: the other folds hold no clip of the selected classes, "
+                        "so there is nothing to train on; add the other folds' audio or drop "
+                        f"{fold} from config.data.test_folds")
+  train_labels = data.labels[train_index]
+  covered = len(np.unique(train_labels))
+  if covered < len(data.label_names) or len(train_index) < int(train_config.batch_size):
+    logging.warning("fold %d: training on %d clips covering %d of %d classes: accuracy will not be "
+                    "comparable to the full ESC-50 protocol", fold, len(train_index), covered,
+                    len(data.label_names))
+  batch_size = int(train_config.batch_size)
+  if batch_size % placement.size:
+    raise ConfigError(f"config.train.batch_size={batch_size} must be a multiple of the "
+                      f"{placement.size} devices it is split over")
+  steps = total_steps(train_config, len(train_index))
+  seed = int(config.seed)
+  schedule = optim.learning_rate_schedule(train_config,
+                                          steps_per_epoch=len(train_index) / batch_size)
+  tx = optim.optimizer(train_config, schedule)
+  init_key, train_key = jax.random.split(jax.random.fold_in(jax.random.key(seed), fold))
+  variables = initial_variables if initial_variables is not None else spec.init(init_key)
+  params, model_state = _split_variables(variables)
+  state = placement.replicate({"step": jnp.zeros((), jnp.int32), "params": params,
+                               "model_state": model_state, "opt_state": tx.init(params)})
+
+  every = max(int(train_config.checkpoint_every), 1)
+  manager = ocp.CheckpointManager(
+      (fold_dir / "checkpoints").absolute(),
+      options=ocp.CheckpointManagerOptions(max_to_keep=int(train_config.get("keep_checkpoints", 2)),
+                                           create=True))
+  try:
+    start = manager.latest_step() or 0
+    if start:
+      abstract = jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+      state = manager.restore(start, args=ocp.args.StandardRestore(abstract))
+      logging.info("fold %d: resumed from the checkpoint at step %d", fold, start)
+    rows = {int(r["step"]): r for r in curves.read_curve(fold_dir / "curves.csv")
+            if r["step"] <= start}
+    train_step = make_train_step(spec, tx, schedule, train_config, placement)
+    eval_step = make_eval_step(spec)
+    log_every = max(int(train_config.log_every), 1)
+    eval_every = int(train_config.get("eval_every", 0) or 0)
+    steps_per_epoch = len(train_index) / batch_size
+    progress = _Progress(start, steps)
+    pending = []
+    logging.info("fold %d: training on %d clips (folds %s), testing on %d; %d steps of %d on %d "
+                 "device(s)", fold, len(train_index),
+                 sorted({r.fold for r in data.records} - {fold}), len(test_index), steps,
+                 batch_size, placement.size)
+    for step in range(start, steps):
+      index = batch_indices(seed, fold, step, batch_size, len(train_index))
+      use_mask, use_mixup = augmentation_flags(train_config, step)
+      state, metrics = train_step(state,
+                                  placement.shard_batch(data.waveforms[train_index[index]]),
+                                  placement.shard_batch(train_labels[index]),
+                                  jax.random.fold_in(train_key, step), use_mask, use_mixup)
+      pending.append(metrics)
+      done = step + 1
+      if done % log_every == 0 or done == steps:
+        fetched = jax.device_get(pending)
+        pending = []
+        row = rows.setdefault(done, {"step": done})
+        row.update(epoch=done / steps_per_epoch,
+                   learning_rate=float(fetched[-1]["learning_rate"]),
+                   train_loss=float(np.mean([m["loss"] for m in fetched])),
+                   train_accuracy=float(np.mean([m["accuracy"] for m in fetched])))
+        logging.info("fold %d step %s loss %.4f accuracy %.3f lr %.3g", fold,
+                     progress.report(done), row["train_loss"], row["train_accuracy"],
+                     row["learning_rate"])
+      if len(test_index) and eval_every and done % eval_every == 0 and done != steps:
+        scores = evaluate(eval_step, {"params": state["params"], **state["model_state"]},
+                          data.waveforms[test_index], data.labels[test_index], batch_size,
+                          placement)
+        rows.setdefault(done, {"step": done}).update(test_loss=scores["loss"],
+                                                     test_accuracy=scores["accuracy"])
+      if done % every == 0 or done == steps:
+        manager.save(done, args=ocp.args.StandardSave(state), force=True)
+        if sharding.is_writer():
+          curves.write_curve(fold_dir / "curves.csv", [rows[k] for k in sorted(rows)])
+      if step_callback is not None:
+        step_callback(fold, done, metrics)
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+
+  final_variables = jax.device_get({"params": state["params"], **state["model_state"]})
+  scores = evaluate(eval_step, final_variables, data.waveforms[test_index],
+                    data.labels[test_index], batch_size, placement)
+  train_folds = sorted({data.records[i].fold for i in train_index})
+  result = {"test_fold": fold, "accuracy": scores["accuracy"], "test_loss": scores["loss"],
+            "test_clips": int(len(test_index)), "train_clips": int(len(train_index)),
+            "train_folds": train_folds, "steps": steps, "model_dir": str(fold_dir / "model")}
+  logging.info("fold %d: test accuracy %.4f on %d clips", fold, scores["accuracy"],
+               len(test_index))
+  if not sharding.is_writer():
+    return result
+  rows.setdefault(steps, {"step": steps}).update(test_loss=scores["loss"],
+                                                 test_accuracy=scores["accuracy"])
+  ordered_rows = [rows[k] for k in sorted(rows)]
+  curves.write_curve(fold_dir / "curves.csv", ordered_rows)
+  curves.plot_curve(ordered_rows, fold_dir / "curves.png",
+                    f"{config.model.name or spec.arch}, test fold {fold}")
+  _write_predictions(fold_dir / "predictions.csv", [data.records[i] for i in test_index],
+                     data.labels[test_index], scores["predictions"], data.label_names)
+  store.save_model(fold_dir / "model", spec, final_variables, source={
+      **provenance, "trained_on": "ESC-50", "test_fold": fold, "train_folds": train_folds,
+      "esc50_targets": list(data.target_ids), "steps": steps, "seed": seed})
+  result_file.write_text(json.dumps(result, indent=2), encoding="utf-8")
+  return result
+
+
+def _write_predictions(path, records, labels, predictions, label_names):
+  with open(path, "w", newline="", encoding="utf-8") as handle:
+    writer = csv.writer(handle)
+    writer.writerow(("filename", "fold", "target", "category", "predicted_category", "correct"))
+    for record, label, predicted in zip(records, labels, predictions):
+      writer.writerow((record.filename, record.fold, record.target, record.category,
+                       label_names[int(predicted)], int(label == predicted)))
+
+
+# --- All folds ----------------------------------------------------------------------------------
+
+
+def train(config, workdir, *, spec=None, devices=None,
+          step_callback: Optional[Callable] = None) -> dict:
+  """Trains one model per test fold of ``config.data.test_folds`` present in the data.
+
+  Args:
+    config: the experiment config (``configs/base.py``); reads ``model``, ``data`` and ``train``.
+    workdir: where checkpoints, curves, models and tables go (see the module docstring).
+    spec: a ModelSpec to train from scratch instead of the one ``config.model`` describes (its
+      head must have one output per selected class).
+    devices: devices to split batches over (default: every device of every host).
+    step_callback: ``callback(fold, steps_done, metrics)`` after every step (tests and tools).
+
+  Returns:
+    ``{test_fold: result}`` with 'accuracy', 'test_loss', 'test_clips', 'train_clips',
+    'train_folds', 'steps' and 'model_dir' for each fold trained (absent folds are skipped).
+
+  Raises:
+    JaxnoiseError: no requested test fold is present in the data, or a fold has nothing to train on.
+  """
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  sharding.initialize(config.distributed)
+  placement = make_placement(devices)
+  seed = int(config.seed)
+  root, records, label_names, target_ids = select_records(config)
+  if spec is None:
+    spec, initial_variables, provenance = build_model(config, label_names, jax.random.key(seed))
+  else:
+    spec, initial_variables, provenance = with_labels(spec, label_names), None, {"init": "random"}
+  data = load_dataset(config, spec, root, records, label_names, target_ids)
+  present = esc50.folds_present(data.records)
+  results = {}
+  for fold in tuple(config.data.test_folds):
+    fold = int(fold)
+    if fold not in present:
+      logging.info("test fold %d: no clip of the selected classes in the data; skipped", fold)
+      continue
+    results[fold] = train_fold(config, spec, initial_variables, provenance, data, fold,
+                               workdir / f"fold{fold}", placement, step_callback)
+  if not results:
+    raise JaxnoiseError(f"none of the test folds {tuple(config.data.test_folds)} has clips of the "
+                        f"selected classes; folds present: {present}")
+  if sharding.is_writer():
+    mean = curves.write_fold_table(results, workdir, config.model.name or spec.arch)
+    logging.info("mean accuracy over folds %s: %.4f", sorted(results), mean)
+  return results

@@ -1,0 +1,141 @@
+"""The compiled pieces of training: the update step, evaluation, and where their data lives.
+
+Data parallelism: batches are split over a 'data' mesh axis of all devices (of all hosts), while the
+variables and optimizer state are replicated; XLA inserts the gradient all-reduce. BatchNorm
+statistics are those of the global batch, so a run on several devices equals a one-device run up to
+the order of floating-point sums.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxnoise.errors import ConfigError
+from jaxnoise.sweep import sharding
+from jaxnoise.train import augment
+
+DATA_AXIS = "data"
+AUGMENTATIONS = ("none", "mask", "mixup", "mask+mixup")
+
+
+@dataclasses.dataclass
+class Placement:
+  """The 'data' mesh: batches are split along it, variables replicated."""
+  mesh: Mesh
+
+  @property
+  def replicated(self) -> NamedSharding:
+    return NamedSharding(self.mesh, PartitionSpec())
+
+  @property
+  def size(self) -> int:
+    return self.mesh.devices.size
+
+  def shard_batch(self, array: np.ndarray) -> jax.Array:
+    """A global ``[batch, ...]`` host array (every process holds all of it) split over the mesh."""
+    return sharding.put(array, self.mesh, PartitionSpec(DATA_AXIS))
+
+  def replicate(self, tree):
+    return jax.device_put(tree, self.replicated)
+
+
+def make_placement(devices=None) -> Placement:
+  """All devices of all hosts by default; ``devices`` picks some (tests use one of several)."""
+  devices = list(devices) if devices is not None else jax.devices()
+  return Placement(Mesh(np.asarray(devices), (DATA_AXIS,)))
+
+
+def augmentation_flags(train_config, step: int) -> tuple[bool, bool]:
+  """(mask, mixup) for ``step``: ``config.train.augment_cycle`` is applied round robin.
+
+  The TFNet repository alternates mixup, plain and SpecAugment batches: ('mixup', 'none', 'mask').
+  """
+  cycle = tuple(train_config.augment_cycle) or ("none",)
+  kind = cycle[step % len(cycle)]
+  if kind not in AUGMENTATIONS:
+    raise ConfigError(f"config.train.augment_cycle has {kind!r}; expected items of {AUGMENTATIONS}")
+  return "mask" in kind, "mixup" in kind
+
+
+def make_train_step(spec, tx, schedule, train_config, placement: Placement):
+  """The jitted update ``(state, waveforms, labels, key, use_mask, use_mixup) -> (state, metrics)``.
+
+  ``state`` is ``{'step', 'params', 'model_state' (e.g. batch_stats), 'opt_state'}``. The
+  augmentation flags are traced, so one compiled step serves every item of the cycle: a step
+  without masking selects the unmasked features, one without mixup uses weight 1 (exactly x).
+  """
+  alpha = float(train_config.mixup_alpha)
+  mix_targets = bool(train_config.mixup_targets)
+  mask_settings = dict(time_masks=int(train_config.time_masks),
+                       time_mask_width=int(train_config.time_mask_width),
+                       freq_masks=int(train_config.freq_masks),
+                       freq_mask_width=int(train_config.freq_mask_width))
+
+  def step_fn(state, waveforms, labels, key, use_mask, use_mixup):
+    mask_key, mixup_key, dropout_key = jax.random.split(key, 3)
+    features = spec.features(waveforms)
+    features = jnp.where(use_mask,
+                         augment.mask_time_frequency(mask_key, features, **mask_settings), features)
+    partner, lam = augment.mixup_partners(mixup_key, features.shape[0], alpha)
+    lam = jnp.where(use_mixup, lam, 1.0)
+    features = augment.mix(features, partner, lam)
+    model_state = state["model_state"]
+
+    def loss_fn(params):
+      variables = {"params": params, **model_state}
+      if model_state:
+        outputs, new_model_state = spec.network.apply(
+            variables, features, train=True, rngs={"dropout": dropout_key},
+            mutable=list(model_state))
+      else:
+        outputs = spec.network.apply(variables, features, train=True,
+                                     rngs={"dropout": dropout_key})
+        new_model_state = {}
+      logits = outputs["logits"].astype(jnp.float32)
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+      if mix_targets:
+        partner_loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels[partner])
+        loss = lam * loss + (1.0 - lam) * partner_loss
+      return jnp.mean(loss), (dict(new_model_state), logits)
+
+    (loss, (new_model_state, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"])
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    new_state = {"step": state["step"] + 1,
+                 "params": optax.apply_updates(state["params"], updates),
+                 "model_state": new_model_state,
+                 "opt_state": opt_state}
+    metrics = {"loss": loss,
+               "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+               "learning_rate": jnp.asarray(schedule(state["step"]), jnp.float32)}
+    return new_state, metrics
+
+  replicated = placement.replicated
+  return jax.jit(step_fn, out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+def make_eval_step(spec):
+  """Jitted ``(variables, waveforms [batch, samples]) -> logits [batch, classes]`` in eval mode."""
+  return jax.jit(lambda variables, waveforms: spec.apply(variables, waveforms,
+                                                         train=False)["logits"])
+
+
+def evaluate(eval_step, variables, waveforms: np.ndarray, labels: np.ndarray, batch_size: int,
+             placement: Placement) -> dict:
+  """Loss, accuracy and predictions over ``waveforms``, in fixed-size batches (last one padded)."""
+  logits = []
+  for start in range(0, len(labels), batch_size):
+    chunk = waveforms[start:start + batch_size]
+    padded = np.zeros((batch_size,) + chunk.shape[1:], np.float32)
+    padded[:len(chunk)] = chunk
+    logits.append(sharding.fetch(eval_step(variables, placement.shard_batch(padded)))[:len(chunk)])
+  logits = np.concatenate(logits).astype(np.float64)
+  shifted = logits - logits.max(axis=1, keepdims=True)
+  log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+  predictions = logits.argmax(axis=1)
+  return {"loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+          "accuracy": float(np.mean(predictions == labels)),
+          "predictions": predictions}
