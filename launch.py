@@ -53,7 +53,8 @@ def run(config, workdir) -> None:
     else:
       from jaxnoise.report import page  # pylint: disable=import-outside-toplevel
       written = page.write_report(config, workdir)
-      print(f"report: {written['html']}")
+      if written:
+        print(f"report: {written['html']}")
 
 
 def main(argv):

@@ -114,7 +114,7 @@ def main():
   parser.add_argument("--snrs", type=float, nargs="+",
                       default=[-30, -25, -20, -15, -10, -5, 0, 5, 10, 15, 20, 25, 30])
   parser.add_argument("--noises", nargs="+", default=["white", "pink"])
-  parser.add_argument("--chunk", type=int, default=16, help="config.sweep.chunk_clips")
+  parser.add_argument("--chunk", type=int, default=8, help="config.sweep.chunk_clips")
   parser.add_argument("--snr-batch", type=int, default=-1,
                       help="config.sweep.snr_batch (-1: automatic, 0: all SNRs in one call)")
   parser.add_argument("--repeats", type=int, default=2)

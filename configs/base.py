@@ -71,7 +71,9 @@ def get_config():
   config.sweep.snrs = STUDY_SNRS
   config.sweep.realisations = 1           # K noise draws per type (mean and 95% interval)
   config.sweep.fresh_noise_per_clip = False  # the study mixes one nominal realisation into all
-  config.sweep.chunk_clips = 16           # clips per compiled call; memory stays flat
+  # Clips per compiled call: memory stays flat. 8 suits a CPU (mn04 and HTS-AT ran fastest with
+  # 8 clips per network call there; raise it on an accelerator).
+  config.sweep.chunk_clips = 8
   config.sweep.save_logits = False
   config.sweep.folds = ()                 # test folds to sweep; () = every fold in the data
   # Folders of ESC-50-named clips (FOLD-SRC-TAKE-TARGET.wav) for esc50:<class> noises whose class
@@ -79,8 +81,8 @@ def get_config():
   config.sweep.esc50_noise_dirs = ()
   config.sweep.snr_devices = 0            # devices along the mesh's SNR axis; 0 = automatic
   # SNRs per network call inside a chunk: 0 = all (one vmap), k = groups of k in sequence;
-  # -1 = automatic (CPU: about 16 clips x SNRs per call, which measured ~1.9x faster than one
-  # call of 16 x 13 for mn04; accelerators: all at once).
+  # -1 = automatic (CPU: about 8 clips x SNRs per call, which ran mn04 ~1.9x faster than one
+  # call of 16 clips x 13 SNRs; accelerators: all at once).
   config.sweep.snr_batch = -1
 
   config.report = ml_collections.ConfigDict()

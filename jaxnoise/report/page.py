@@ -11,6 +11,7 @@ import json
 import logging
 import pathlib
 
+import jax
 import numpy as np
 
 from jaxnoise import noise as noise_lib
@@ -126,7 +127,10 @@ def render(sections, title: str) -> tuple[str, str]:
 
 
 def write_report(config, workdir) -> dict:
-  """Writes every figure and table and the summary page; returns their paths."""
+  """Writes every figure and table and the summary page; returns their paths ({} on every
+  process but 0 of a multi-host run, which has nothing to add)."""
+  if jax.process_index() != 0:
+    return {}
   workdir = pathlib.Path(workdir)
   out_dir = workdir / REPORT_DIR
   accuracy_rows, columns, own_models = read_runs(workdir, tuple(config.report.compare_workdirs))

@@ -31,9 +31,10 @@ from jaxnoise.sweep import readout as readout_lib
 from jaxnoise.sweep import sharding, store
 
 CLEAN_SNR = math.inf  # the clean pass: gain exactly 0
-# On CPU a network call of about this many clips x SNRs runs fastest (caches stay warm): mn04 ran
-# 1.9x faster with 16 clips per call than with 16 clips x 13 SNRs (benchmarks/sweep.py).
-CPU_CLIPS_PER_CALL = 16
+# On CPU a network call of about this many clips x SNRs runs fastest (activations stay in cache):
+# mn04 ran ~1.9x faster with 8-16 clips per call than with 16 clips x 13 SNRs, HTS-AT 1.7x faster
+# with 8 than with 16; CNN10 and TFNet were within ~20% from 1 to 16 (benchmarks/sweep.py).
+CPU_CLIPS_PER_CALL = 8
 
 
 def snr_batch_for(setting: int, platform: str, clips_per_device: int) -> int:
