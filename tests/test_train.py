@@ -303,6 +303,11 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tone_root, tmp_path):
   again = loop.train(config, tmp_path / "a", spec=tiny_spec(),
                      step_callback=lambda *args: pytest.fail("retrained a finished fold"))
   assert again == uninterrupted
+  # Neither a checkpoint nor a finished fold is taken over by a run with other settings.
+  config.train.learning_rate = 1e-3
+  config.train.log_every = 3  # logging frequency alone would not matter
+  with pytest.raises(ConfigError, match=r"other settings \(train.learning_rate\)"):
+    loop.train(config, tmp_path / "b", spec=tiny_spec())
 
 
 def test_folds_without_data_give_clear_errors(tone_root, tmp_path):

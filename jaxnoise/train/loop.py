@@ -17,6 +17,7 @@ Layout of ``workdir``::
   fold{k}/predictions.csv  the test clips with their target and predicted class
   fold{k}/model/           the final model (jaxnoise.models.store), labelled with the ESC-50 names
   fold{k}/result.json      the fold's accuracy; a fold with this file is not trained again
+  fold{k}/run_settings.json what determines the result; another run refuses to take the fold over
   accuracy_per_fold.csv|md the study's "accuracy per fold" table with the mean
 """
 import csv
@@ -31,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import traverse_util
 
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError, JaxnoiseError
@@ -103,10 +105,40 @@ class _Progress:
     return f"{step}/{self.last} ({100 * step / self.last:.0f}%) {rate:.2f} steps/s ETA {eta_text}"
 
 
+# Settings that may change between a run and its resumption: they do not change the result.
+NEUTRAL_TRAIN_KEYS = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints")
+
+
+def run_settings(config) -> dict:
+  """What determines a fold's training; a checkpoint is only resumed by a run with the same."""
+  train = {k: v for k, v in config.train.to_dict().items() if k not in NEUTRAL_TRAIN_KEYS}
+  data = {k: config.data[k] for k in ("classes", "dropped_class", "convert_audio")}
+  return json.loads(json.dumps({"seed": config.seed, "model": config.model.to_dict(),
+                                "data": data, "train": train}, default=list))
+
+
+def _check_same_run(fold_dir: pathlib.Path, config):
+  """Records the run's settings in ``fold_dir``, or refuses to resume one made with others."""
+  path = fold_dir / "run_settings.json"
+  settings = run_settings(config)
+  if path.is_file():
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    if previous != settings:
+      now = traverse_util.flatten_dict(settings, sep=".")
+      before = traverse_util.flatten_dict(previous, sep=".")
+      changed = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+      raise ConfigError(f"{fold_dir} holds a run made with other settings ({', '.join(changed)}); "
+                        "use another --workdir, or delete that folder to start over")
+  elif sharding.is_writer():
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2), encoding="utf-8")
+
+
 def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset, fold: int,
                fold_dir: pathlib.Path, placement: Placement,
                step_callback: Optional[Callable] = None) -> dict:
   """Trains on every fold but ``fold``, scores ``fold``, saves the model; returns its result."""
+  _check_same_run(fold_dir, config)
   result_file = fold_dir / "result.json"
   if result_file.is_file() and (fold_dir / "model" / store.CONFIG_FILE).is_file():
     logging.info("fold %d: already trained (%s); skipped", fold, result_file)
@@ -134,7 +166,8 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
                                           steps_per_epoch=len(train_index) / batch_size)
   tx = optim.optimizer(train_config, schedule)
   init_key, train_key = jax.random.split(jax.random.fold_in(jax.random.key(seed), fold))
-  variables = initial_variables if initial_variables is not None else spec.init(init_key)
+  # jit: one compilation initialises much faster than running the network op by op.
+  variables = initial_variables if initial_variables is not None else jax.jit(spec.init)(init_key)
   params, model_state = _split_variables(variables)
   state = placement.replicate({"step": jnp.zeros((), jnp.int32), "params": params,
                                "model_state": model_state, "opt_state": tx.init(params)})
