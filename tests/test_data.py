@@ -249,14 +249,6 @@ def test_nonconforming_clips_are_converted(tmp_path):
       clips.load_clips([record], tmp_path, 44100, 220500, None, convert=True)
 
 
-def test_fit_to_model_repeats_short_clips():
-  clip = np.arange(10, dtype=np.float32)[None]
-  np.testing.assert_array_equal(clips.fit_to_model(clip, 25)[0],
-                                np.concatenate([np.arange(10), np.arange(10), np.arange(5)]))
-  np.testing.assert_array_equal(clips.fit_to_model(clip, 4)[0], np.arange(4))
-  assert clips.fit_to_model(clip, 10) is clip
-
-
 # --- TFDS ---------------------------------------------------------------------------------------
 
 

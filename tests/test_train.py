@@ -262,6 +262,23 @@ def test_transplant_keeps_body_and_replaces_mismatched_head():
     prepare.transplant(loaded, fresh, ("params/head/*",), True, "x")
 
 
+def test_dataset_follows_the_specs_rule_for_longer_clips(tone_root, tmp_path):
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  config = tiny_config(tone_root, tmp_path / "cache")
+  root, records, names, targets = prepare.select_records(config)
+  assert names == ("crying_baby", "sneezing", "clapping") and len(records) == 18
+  five = prepare.load_dataset(config, tiny_spec(), root, records, names, targets)
+  assert five.waveforms.shape == (18, 40000)
+  np.testing.assert_array_equal(five.labels, [0] * 6 + [1] * 6 + [2] * 6)
+  ten_seconds = dataclasses.replace(tiny_spec(), clip_seconds=10.0)
+  padded = prepare.load_dataset(config, ten_seconds, root, records, names, targets).waveforms
+  np.testing.assert_array_equal(padded[:, :40000], five.waveforms)
+  np.testing.assert_array_equal(padded[:, 40000:], 0)
+  left_to_frontend = dataclasses.replace(ten_seconds, pad_short_clips=False)
+  kept = prepare.load_dataset(config, left_to_frontend, root, records, names, targets).waveforms
+  np.testing.assert_array_equal(kept, five.waveforms)
+
+
 # --- Training the tiny model --------------------------------------------------------------------
 
 

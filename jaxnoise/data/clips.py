@@ -131,17 +131,3 @@ def load_clips(records: Sequence[esc50.Record], root, sample_rate: int, clip_sam
         lambda p: load_clip(p, sample_rate, clip_samples, cache_dir, convert=convert), paths))
   return np.stack(waveforms).astype(np.float32, copy=False)
 
-
-def fit_to_model(clips: np.ndarray, clip_samples: int) -> np.ndarray:
-  """``[clips, samples]`` -> ``[clips, clip_samples]`` by repeating (tiling) or cutting.
-
-  Models trained on longer clips than ESC-50's 5 s (HTS-AT: 10 s) get the clip repeated, as the
-  upstream ESC-50 loaders do; equal lengths are returned unchanged.
-  """
-  length = clips.shape[-1]
-  if length == clip_samples:
-    return clips
-  if length < clip_samples:
-    repeats = -(-clip_samples // length)
-    clips = np.tile(clips, (1,) * (clips.ndim - 1) + (repeats,))
-  return clips[..., :clip_samples]

@@ -45,7 +45,8 @@ def select_records(config):
 
 
 def load_dataset(config, spec, root, records, label_names, target_ids) -> Dataset:
-  """Every clip at the spec's rate: ESC-50's 5 s, repeated or cut to the spec's clip length."""
+  """Every clip at the spec's rate and ESC-50's 5 s, then fitted to the model as every stage does
+  (``spec.fit_file``: padded to a longer clip length, or left to a frontend that repeats it)."""
   esc_length = int(round(spec.sample_rate * esc50.CLIP_SECONDS))
   started = time.time()
   waveforms = clip_loading.load_clips(records, root, spec.sample_rate, esc_length,
@@ -53,8 +54,10 @@ def load_dataset(config, spec, root, records, label_names, target_ids) -> Datase
                                       convert=bool(config.data.convert_audio))
   logging.info("loaded %d clips at %d Hz in %.1f s", len(records), spec.sample_rate,
                time.time() - started)
-  return Dataset(records, clip_loading.fit_to_model(waveforms, spec.clip_samples),
-                 esc50.label_indices(records, target_ids), tuple(label_names), tuple(target_ids))
+  if waveforms.shape[1] != spec.clip_samples:
+    waveforms = np.stack([spec.fit_file(waveform) for waveform in waveforms])
+  return Dataset(records, waveforms, esc50.label_indices(records, target_ids), tuple(label_names),
+                 tuple(target_ids))
 
 
 def with_labels(spec, label_names):
