@@ -270,3 +270,15 @@ def test_tfds_builder_has_folds_as_splits(esc50_dir, tmp_path):
   np.testing.assert_array_equal(example["audio"], pcm)
   assert (example["label"], example["fold"]) == (32, 2)
   assert builder.info.features["label"].names[32] == "keyboard_typing"
+
+
+def test_tfds_load_with_tensorflow(esc50_dir, tmp_path):
+  tfds = pytest.importorskip("tensorflow_datasets", reason="the optional 'tfds' extra is absent")
+  pytest.importorskip("tensorflow", reason="tfds.load returns tf.data pipelines: needs TensorFlow")
+  from jaxnoise.data import tfds_esc50  # pylint: disable=import-outside-toplevel,unused-import
+
+  fold2 = tfds.load("esc50", split="fold2", data_dir=str(tmp_path), as_supervised=True,
+                    download_and_prepare_kwargs={"download_config": tfds.download.DownloadConfig(
+                        manual_dir=str(esc50_dir))})
+  assert sorted(int(label) for _, label in fold2) == [32, 37, 37]
+  assert all(tuple(audio.shape) == (esc50.CLIP_SAMPLES,) for audio, _ in fold2)
