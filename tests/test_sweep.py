@@ -323,7 +323,8 @@ def test_realisations_and_fresh_noise_per_clip(settings, tmp_path, noise_dir):
 
 
 def test_trained_fold_models_are_swept_on_their_own_fold(settings, tmp_path):
-  """Without a checkpoint the sweep takes the 'train' mode's fold{k}/model, each on fold k."""
+  """The 'train' mode's fold{k}/model are swept, each on fold k, even where the config names a
+  checkpoint (there it was the starting point of the training)."""
   _, names, _ = esc50.select_classes([], "esc19", "clock_tick")
   spec = dataclasses.replace(registry.build_spec("mn", {"width": 0.1, "num_classes": 19}),
                              labels=names)
@@ -331,7 +332,7 @@ def test_trained_fold_models_are_swept_on_their_own_fold(settings, tmp_path):
   for fold in (2, 5):
     variables = mobilenet.random_variables(spec, seed=fold)
     model_store.save_model(workdir / f"fold{fold}" / "model", spec, variables)
-  config = make_config(settings, **{"model.checkpoint": "", "model.name": "", "sweep.snrs": (0.0,),
+  config = make_config(settings, **{"model.name": "", "sweep.snrs": (0.0,),
                                     "sweep.noises": ("white",), "sweep.save_logits": False})
   sweep_run.run(config, workdir)
   rows = read_rows(workdir)
@@ -343,6 +344,7 @@ def test_trained_fold_models_are_swept_on_their_own_fold(settings, tmp_path):
   metadata = json.loads((workdir / store.RUN_FILE).read_text())
   assert [(m["folds"], m["checkpoint"].split("/")[-2]) for m in metadata["models"]] == [
       ([2], "fold2"), ([5], "fold5")]
+  config.model.checkpoint = ""
   with pytest.raises(ConfigError, match="run the 'train' mode first"):
     sweep_run.run(config, tmp_path / "empty")
 

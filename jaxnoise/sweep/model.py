@@ -1,10 +1,10 @@
 """The model(s) a sweep classifies with: a checkpoint given in the config, or the trained fold models.
 
-``config.model.checkpoint`` may be a converted model directory, or an upstream PyTorch checkpoint
-(converted on the fly and cached in ``<cache_dir>/models/``). A published checkpoint named like its
-release asset (``mn04_as_mAP_432.pt``) that is not on disk is downloaded once to that path when the
-machine is online. Without a checkpoint, the sweep uses the models the 'train' mode left in
-``workdir/fold{k}/model``, each swept on its own test fold.
+When the workdir holds the models the 'train' mode left in ``workdir/fold{k}/model``, those are
+swept, each on its own test fold. Otherwise ``config.model.checkpoint`` is: a converted model
+directory, or an upstream PyTorch checkpoint (converted on the fly and cached in
+``<cache_dir>/models/``). A published checkpoint named like its release asset
+(``mn04_as_mAP_432.pt``) that is not on disk is downloaded once to that path when online.
 """
 import dataclasses
 import hashlib
@@ -149,13 +149,18 @@ def load_trained_models(config, workdir) -> list[SweptModel]:
 
 
 def load_models(config, workdir) -> list[SweptModel]:
-  """The checkpoint of ``config.model.checkpoint``, else the trained fold models of ``workdir``."""
+  """The models to sweep: the trained fold models of ``workdir`` if there are any (the 'train'
+  mode's product, where ``config.model.checkpoint`` was only their starting point), else the
+  checkpoint of ``config.model.checkpoint``."""
+  models = load_trained_models(config, workdir)
+  if models:
+    logging.info("sweeping the trained model(s) of %s (folds %s)", workdir,
+                 [m.folds[0] for m in models])
+    return models
   if config.model.checkpoint:
     return [load_checkpoint_model(config)]
-  models = load_trained_models(config, workdir)
-  if not models:
-    raise ConfigError(
-        f"nothing to sweep: config.model.checkpoint is empty and {workdir} holds no trained model "
-        "(fold*/model); run the 'train' mode first or pass --config.model.checkpoint=PATH (a "
-        "converted model directory or an upstream PyTorch checkpoint)")
-  return models
+  raise ConfigError(
+      f"nothing to sweep: {workdir} holds no trained model (fold*/model) and "
+      "config.model.checkpoint is empty; run the 'train' mode first or pass "
+      "--config.model.checkpoint=PATH (a converted model directory or an upstream PyTorch "
+      "checkpoint)")
