@@ -29,7 +29,10 @@ setuptools.setup(
     extras_require={
         # Only needed to read upstream PyTorch checkpoints; the CPU build is on local disk here.
         "convert": ["torch==2.13.0"],
-        "tfds": ["tensorflow-datasets>=4.9"],
+        # The builder prepares without TensorFlow (ArrayRecord files); tfds.load's tf.data
+        # pipelines need it. tfds 4.9.10 omits its importlib_resources dependency.
+        "tfds": ["tensorflow-datasets>=4.9", "array_record", "importlib_resources",
+                 "tensorflow-cpu"],
         "dev": ["pytest>=7", "hypothesis>=6"],
     },
 )
