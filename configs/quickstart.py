@@ -3,20 +3,22 @@
   python launch.py --config=configs/quickstart.py --workdir=runs/quickstart
 
 The default model is EfficientAT's real ``mn04_as`` (AudioSet, 0.98 M parameters), read from
-``../shared/golden/mn/mn04_as_mAP_432.pt`` when that folder is beside the repository, else from
-``~/.cache/jaxnoise/checkpoints/mn04_as_mAP_432.pt`` (downloaded there from EfficientAT's releases
-when missing and online). Any converted mn / HTS-AT / PANNs directory or upstream checkpoint works:
+``../shared/golden/mn/mn04_as_mAP_432.pt`` when that folder is beside the repository (or under
+``$JAXNOISE_SHARED``), else from ``~/.cache/jaxnoise/checkpoints/mn04_as_mAP_432.pt`` (downloaded
+there from EfficientAT's releases when missing and online). Any converted mn / HTS-AT / PANNs directory or upstream checkpoint works:
   --config.model.checkpoint=PATH [--config.model.arch=htsat|panns_cnn10|mn] [--config.model.name=...]
 Its 527 AudioSet scores become ESC-50 class scores through jaxnoise.data.zero_shot (each ESC class
 scores the max of its mapped AudioSet classes). Data: ``--config.data.root=DIR`` (ESC-50 layout);
 by default ``../shared/data/esc50`` if present, else the cache (downloaded once when online).
 """
+import os
 import pathlib
 
 from configs import base
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-SHARED = REPO_ROOT.parent / "shared"
+# The reference material beside the repository ($JAXNOISE_SHARED elsewhere, as for the tests).
+SHARED = pathlib.Path(os.environ.get("JAXNOISE_SHARED") or REPO_ROOT.parent / "shared")
 CHECKPOINT_NAME = "mn04_as_mAP_432.pt"
 
 
