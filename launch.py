@@ -3,7 +3,8 @@
 The config (an ml_collections config file, see configs/base.py) names the modes to run, in order:
 'train' (jaxnoise.train), 'sweep' (jaxnoise.sweep) and 'report' (jaxnoise.report), or 'all'. Every
 config value can be overridden on the command line, e.g. --config.sweep.snrs='(-20,0,20)'.
-A mistake in the inputs prints one line starting with 'error:' and exits with status 2.
+A mistake in the inputs prints one line starting with 'error:' and exits with status 2; the config,
+data, noises and checkpoint are checked before any mode starts (jaxnoise.config_checks).
 """
 import logging
 import pathlib
@@ -17,7 +18,7 @@ if str(REPO_ROOT) not in sys.path:
 from absl import flags  # pylint: disable=wrong-import-position
 from ml_collections import config_flags  # pylint: disable=wrong-import-position
 
-from jaxnoise import cli  # pylint: disable=wrong-import-position
+from jaxnoise import cli, config_checks  # pylint: disable=wrong-import-position
 from jaxnoise.errors import ConfigError  # pylint: disable=wrong-import-position
 
 MODES = ("train", "sweep", "report")
@@ -39,10 +40,15 @@ def modes_of(config) -> tuple[str, ...]:
 
 
 def run(config, workdir) -> None:
-  """Runs the modes of ``config`` in ``workdir``."""
+  """Runs the modes of ``config`` in ``workdir``, after checking everything they will read."""
   workdir = pathlib.Path(workdir).expanduser()
-  workdir.mkdir(parents=True, exist_ok=True)
-  for mode in modes_of(config):
+  modes = modes_of(config)
+  config_checks.check_config(config, modes, workdir)
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except OSError as error:
+    raise ConfigError(f"--workdir={workdir} cannot be created: {error}") from None
+  for mode in modes:
     logging.info("mode %s -> %s", mode, workdir)
     if mode == "train":
       from jaxnoise.train import loop  # pylint: disable=import-outside-toplevel

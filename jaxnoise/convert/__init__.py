@@ -35,7 +35,11 @@ def convert_tensors(arch: str, tensors: dict, *, source: str, config_overrides=N
                     allow_head_mismatch: bool = False):
   """Upstream tensors -> ``(spec, variables)``, checked key by key and shape by shape."""
   module = converter(arch)
-  config = module.infer_config(arch, tensors)
+  try:
+    config = module.infer_config(arch, tensors)
+  except ConversionError as error:
+    # The family converters see only tensors; name the file whose tensors they refused.
+    raise ConversionError(f"{source}: {error}") from None
   config.update(config_overrides or {})
   spec = registry.build_spec(arch, config)
   reader = StateDictReader(tensors, source)

@@ -34,9 +34,13 @@ def main(argv=None):
   overrides = {}
   if args.config:
     try:
-      overrides.update(json.loads(args.config))
+      given = json.loads(args.config)
     except json.JSONDecodeError as error:
       raise ConfigError(f"--config is not a JSON object: {error}") from None
+    if not isinstance(given, dict):
+      raise ConfigError(f"--config must be a JSON object of config keys, e.g. "
+                        f"'{{\"num_classes\": 19}}', got {args.config!r}")
+    overrides.update(given)
   if args.num_classes is not None:
     overrides["num_classes"] = args.num_classes
   if args.width is not None:

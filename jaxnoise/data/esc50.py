@@ -206,6 +206,22 @@ def select_classes(records: Iterable[Record], classes="esc19",
   return kept, label_names, target_ids
 
 
+def check_classes_present(records: Iterable[Record], target_ids: Sequence[int], where) -> None:
+  """ConfigError naming the classes of the subset that have no clip at all in ``records``.
+
+  A class without clips can be neither trained nor tested, and would silently widen a sweep's
+  decision space, so a subset naming one is refused rather than run.
+  """
+  present = sorted({r.target for r in records})
+  missing = [target for target in target_ids if target not in present]
+  if missing:
+    names = ", ".join(f"{CLASS_NAMES[t]} ({t})" for t in missing[:8])
+    raise ConfigError(f"config.data.classes: {len(missing)} class(es) of the subset have no clip "
+                      f"in {where}: {names}{', ...' if len(missing) > 8 else ''}; that copy "
+                      f"holds targets {present}; choose classes it holds or point "
+                      "config.data.root at a complete ESC-50")
+
+
 def label_indices(records: Sequence[Record], target_ids: Sequence[int]) -> np.ndarray:
   """``[clips]`` int32 positions of each record's target in ``target_ids`` (the model labels)."""
   position = {target: index for index, target in enumerate(target_ids)}

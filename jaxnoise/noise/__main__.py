@@ -70,6 +70,12 @@ def mix_files(paths, noise_names, snrs_db, band, out_dir, seed=0) -> dict:
                             "give them different names or folders")
         destinations[target] = file
 
+  # Every input is read and checked before anything is written, so that a bad file anywhere
+  # leaves no partial set of outputs behind (each is decoded again when its turn comes).
+  for file, _ in inputs:
+    rate = load_audio(file)[1]
+    validate_band(band, rate, what=f"{file} ({rate} Hz)")
+
   key = jax.random.key(seed)
   noise_cache = {}
   written, silent = [], []

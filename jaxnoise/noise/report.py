@@ -5,6 +5,7 @@ before any gain, i.e. the ``P_n0`` that every alpha divides by.
 """
 import contextlib
 import csv
+import math
 import os
 import pathlib
 import tempfile
@@ -12,7 +13,7 @@ import tempfile
 import jax
 import numpy as np
 
-from jaxnoise.errors import ConfigError
+from jaxnoise.errors import AudioError, ConfigError
 from jaxnoise.noise.colored import COLORS
 from jaxnoise.noise.power import as_band, band_indices, band_power
 from jaxnoise.noise.recorded import noise_by_name, noise_label, noise_labels
@@ -70,11 +71,15 @@ def nominal_noise_power(noises: dict, sources: dict, sample_rate: int, bands) ->
     ind_min, ind_max = band_indices(stacked.shape[-1], sample_rate, (fmin, fmax))
     powers = np.asarray(band_power(stacked, sample_rate, (fmin, fmax)), dtype=np.float64)
     for label, power in zip(labels, powers):
+      if not power > 0:
+        # The same refusal as mixing: no gain could set an SNR with it (and its dB would be -inf).
+        raise AudioError(f"noise {label} ({sources[label]}) has no power in the band ({fmin:g}, "
+                         f"{fmax:g}) Hz at {sample_rate} Hz, so no gain can set an SNR with it")
       rows.append({
           "noise": label, "source": sources[label], "sample_rate": sample_rate,
           "num_samples": stacked.shape[-1], "fmin": fmin, "fmax": fmax, "ind_min": ind_min,
           "ind_max": ind_max, "band_power": float(power),
-          "band_power_db": float(10 * np.log10(power)) if power > 0 else float("-inf")})
+          "band_power_db": float(10 * np.log10(power))})
   return rows
 
 
@@ -133,8 +138,10 @@ def write_noise_report(out_dir, sample_rate: int, bands, seconds: float = 5.0, s
   Returns:
     ``{'plot': path, 'csv': path, 'rows': rows}``.
   """
-  if sample_rate <= 0 or seconds <= 0:
-    raise ConfigError(f"sample rate and seconds must be positive, got {sample_rate}, {seconds}")
+  if not sample_rate > 0:
+    raise ConfigError(f"--sample-rate must be a positive number of Hz, got {sample_rate}")
+  if not (math.isfinite(seconds) and seconds > 0):
+    raise ConfigError(f"--seconds must be a positive finite duration, got {seconds}")
   if not bands:
     raise ConfigError("give at least one band (fmin, fmax)")
   bands = [validate_band(band, sample_rate) for band in bands]

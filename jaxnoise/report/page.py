@@ -14,6 +14,7 @@ import pathlib
 import jax
 import numpy as np
 
+from jaxnoise import config_checks
 from jaxnoise import noise as noise_lib
 from jaxnoise.data import clips as clip_loading
 from jaxnoise.data import esc50
@@ -131,8 +132,10 @@ def write_report(config, workdir) -> dict:
   process but 0 of a multi-host run, which has nothing to add)."""
   if jax.process_index() != 0:
     return {}
+  config_checks.check_report_config(config.report)
   workdir = pathlib.Path(workdir)
   out_dir = workdir / REPORT_DIR
+  store.remove_stale_temporaries(out_dir)
   accuracy_rows, columns, own_models = read_runs(workdir, tuple(config.report.compare_workdirs))
   run_info = json.loads((workdir / store.RUN_FILE).read_text(encoding="utf-8"))
   inputs = sweep_run.resolve_inputs(config)

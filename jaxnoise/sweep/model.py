@@ -142,8 +142,10 @@ def load_trained_models(config, workdir) -> list[SweptModel]:
       continue
     fold = int(directory.parent.name[len("fold"):])
     spec, variables = store.load_model(directory)
+    # The source records the training's seed and how each of its random draws derives from it.
     models.append(SweptModel(config.model.name or spec.arch, spec, variables, (fold,),
                              {"checkpoint": str(directory.absolute()),
+                              "source": store.read_model_config(directory).get("source", {}),
                               "variables_sha256": variables_sha256(variables)}))
   return models
 

@@ -37,8 +37,8 @@ import numpy as np
 
 from jaxnoise.audio.io import list_audio_files
 from jaxnoise.data import esc50
-from jaxnoise.errors import ConfigError
-from jaxnoise.noise import COLORS, colored_noise, load_noise_file
+from jaxnoise.errors import AudioError, ConfigError
+from jaxnoise.noise import COLORS, band_power, colored_noise, load_noise_file
 
 ESC50_PREFIX = "esc50:"
 ESC50_FILE_NAME = re.compile(r"^(\d)-(\w+)-([A-Z])-(\d+)\.wav$")
@@ -226,11 +226,29 @@ class NoiseMaker:
     self._recordings = {}
 
   def recording(self, path) -> np.ndarray:
-    """A recording at the model's rate and the clip length (loaded once per sweep)."""
+    """A recording at the model's rate and the clip length (loaded and checked once per sweep)."""
     if path not in self._recordings:
-      self._recordings[path] = load_noise_file(path, self.engine.spec.sample_rate,
-                                               self.engine.num_samples)
+      self._recordings[path] = self.audible(
+          load_noise_file(path, self.engine.spec.sample_rate, self.engine.num_samples), path)
     return self._recordings[path]
+
+  def load_recordings(self, units):
+    """Loads and checks every recording ``units`` mix in, so that an unreadable or silent file
+    stops the sweep before its first unit rather than midway."""
+    for unit in units:
+      if unit.noise is not None and not unit.noise.color:
+        for path in dict.fromkeys(self.recording_paths(unit)):
+          self.recording(path)
+
+  def audible(self, noise: np.ndarray, path) -> np.ndarray:
+    """``noise`` unchanged if it has power in the model's band; AudioError otherwise, because no
+    gain could then set any SNR and every "noisy" row would silently repeat the clean one."""
+    spec = self.engine.spec
+    if not float(band_power(noise, spec.sample_rate, spec.band)) > 0:
+      raise AudioError(f"noise recording {path} has no power in the band {spec.band} Hz of the "
+                       f"{spec.arch} model (at {spec.sample_rate} Hz), so no gain can set an SNR "
+                       "with it; remove it from config.sweep.noises / config.sweep.noise_paths")
+    return noise
 
   def sources(self, unit: Unit) -> list[str]:
     """``[clips]`` description of the noise each clip got (the ``noise_source`` column)."""
@@ -260,8 +278,9 @@ class NoiseMaker:
       unit_power = engine.put_replicated(np.ones((1,), np.float32))
       return (lambda index: (silence, unit_power)), False
     if not self.fresh_per_clip:
-      noise = nominal_noise(unit.noise, unit.realisation, self.seed, engine.spec.sample_rate,
-                            engine.num_samples)
+      noise = (nominal_noise(unit.noise, unit.realisation, self.seed, engine.spec.sample_rate,
+                             engine.num_samples) if unit.noise.color
+               else self.recording(unit.noise.recordings[unit.realisation]))
       on_device = engine.put_replicated(noise[None])
       power = engine.noise_power(on_device)
       return (lambda index: (on_device, power)), False

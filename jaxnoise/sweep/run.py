@@ -20,6 +20,7 @@ import time
 import jax
 import numpy as np
 
+from jaxnoise.config_checks import check_seed, check_sweep_config
 from jaxnoise.data import clips as clip_loading
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError
@@ -31,6 +32,9 @@ from jaxnoise.sweep import readout as readout_lib
 from jaxnoise.sweep import sharding, store
 
 CLEAN_SNR = math.inf  # the clean pass: gain exactly 0
+# The noise_source cell of a clip with no power in the model's band: its gain is 0 at every SNR
+# (the study's rule), so its noisy rows are its clean prediction and are marked as such.
+SILENT_CLIP_SOURCE = "none: silent clip (no power in the band)"
 # On CPU a network call of about this many clips x SNRs runs fastest (activations stay in cache):
 # mn04 ran ~1.9x faster with 8-16 clips per call than with 16 clips x 13 SNRs, HTS-AT 1.7x faster
 # with 8 than with 16; CNN10 and TFNet were within ~20% from 1 to 16 (benchmarks/sweep.py).
@@ -46,36 +50,12 @@ def snr_batch_for(setting: int, platform: str, clips_per_device: int) -> int:
   return 0
 
 
-def check_sweep_config(sweep_config) -> tuple[float, ...]:
-  """The SNR grid as floats, after checking the sweep settings; ConfigError naming the key."""
-  try:
-    snrs = tuple(float(snr) for snr in sweep_config.snrs)
-  except (TypeError, ValueError):
-    raise ConfigError(f"config.sweep.snrs must be a sequence of numbers (dB), got "
-                      f"{sweep_config.snrs!r}") from None
-  if not snrs:
-    raise ConfigError("config.sweep.snrs is empty: give at least one SNR in dB, e.g. '(-10,0,10)'")
-  if not all(math.isfinite(snr) for snr in snrs):
-    raise ConfigError(f"config.sweep.snrs must be finite numbers, got {snrs}")
-  if len(set(snrs)) != len(snrs):
-    raise ConfigError(f"config.sweep.snrs lists an SNR twice: {snrs}")
-  for key in ("realisations", "chunk_clips"):
-    if int(sweep_config[key]) < 1:
-      raise ConfigError(f"config.sweep.{key} must be at least 1, got {sweep_config[key]}")
-  if int(sweep_config.snr_batch) < -1:
-    raise ConfigError(f"config.sweep.snr_batch must be -1 (automatic), 0 (all) or positive, got "
-                      f"{sweep_config.snr_batch}")
-  if int(sweep_config.snr_devices) < 0:
-    raise ConfigError(f"config.sweep.snr_devices must be >= 0 (0 = automatic), got "
-                      f"{sweep_config.snr_devices}")
-  return snrs
-
-
 def test_records(config, root):
   """``(all records, tested records, label_names, target_ids)`` for the configured classes and folds."""
   every = esc50.load_metadata(root)
   records, label_names, target_ids = esc50.select_classes(every, config.data.classes,
                                                           config.data.dropped_class)
+  esc50.check_classes_present(every, target_ids, esc50.metadata_path(root))
   folds = tuple(int(fold) for fold in config.sweep.folds) or esc50.folds_present(records)
   unknown = [fold for fold in folds if fold not in esc50.FOLDS]
   if unknown:
@@ -189,6 +169,7 @@ def sweep_group(config, group, units, inputs, mesh, snrs, unit_store) -> list[di
   if silent.size:
     logging.warning("%d clip(s) have no power in the band %s and get no noise: %s", silent.size,
                     spec.band, [group.records[i].filename for i in silent[:5]])
+  maker.load_recordings([unit for unit, finished in zip(units, done) if not finished])
   targets = np.asarray([r.target for r in group.records])
   timings = []
   for unit, identifier, finished in zip(units, identifiers, done):
@@ -199,9 +180,13 @@ def sweep_group(config, group, units, inputs, mesh, snrs, unit_store) -> list[di
     predicted, logits = engine.run(noise_for_chunk, (CLEAN_SNR,) if unit.noise is None else snrs,
                                    per_clip_noise=per_clip)
     seconds = time.time() - started
+    sources = maker.sources(unit)
+    if unit.noise is not None:
+      for index in silent:
+        sources[index] = SILENT_CLIP_SOURCE
     rows = unit_rows(group.model.name, group.records, unit,
                      (None,) if unit.noise is None else snrs, predicted, inputs.target_ids,
-                     maker.sources(unit))
+                     sources)
     if sharding.is_writer():
       unit_store.save(identifier, rows, logits)
     timings.append({"unit": identifier, "seconds": seconds, "mixes": int(predicted.size)})
@@ -217,7 +202,10 @@ SEED_DERIVATION = {
                      "realisation r; with fresh_noise_per_clip, clip c gets fold_in(<realisation "
                      "key>, crc32(file name of c) & 0x7fffffff)",
     "recorded_noise": "realisation r = the r-th recording of the type (sorted by path); with "
-                      "fresh_noise_per_clip, the clip at position i gets recording (i + r) mod n"}
+                      "fresh_noise_per_clip, the clip at position i gets recording (i + r) mod n",
+    "trained_models": "models[i].source.seed and models[i].source.random_draws: the training's "
+                      "seed and the draws derived from it (initial variables, data order, "
+                      "augmentation and dropout)"}
 
 
 def run(config, workdir) -> dict:
@@ -227,6 +215,7 @@ def run(config, workdir) -> dict:
     JaxnoiseError: bad settings, missing data or checkpoints, each with a message saying what to fix.
   """
   started = time.time()
+  check_seed(config)
   snrs = check_sweep_config(config.sweep)
   sharding.initialize(config.distributed)
   inputs = resolve_inputs(config)
@@ -266,7 +255,11 @@ def run(config, workdir) -> dict:
       "devices": {"count": jax.device_count(), "processes": jax.process_count(),
                   "mesh": dict(mesh.shape), "platform": jax.devices()[0].platform},
       "timing": {"seconds": summary["seconds"], "units_computed": timings},
-      "data_root": str(inputs.root), "clips": len(inputs.tested)}
+      "data_root": str(inputs.root), "clips": len(inputs.tested),
+      "silent_clips": {g.model.name: sorted({row["file"] for row in rows
+                                             if row["model"] == g.model.name
+                                             and row["noise_source"] == SILENT_CLIP_SOURCE})
+                       for g in groups}}
   store.write_tables(workdir, rows, metrics.accuracy_table(store.to_columns(rows)), metadata)
   logging.info("wrote %s, %s and %s in %s (%.1f s)", store.RESULTS_FILE, store.ACCURACY_FILE,
                store.RUN_FILE, workdir, summary["seconds"])

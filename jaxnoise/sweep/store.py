@@ -52,6 +52,15 @@ def atomic_write_bytes(path, data: bytes):
     raise
 
 
+def remove_stale_temporaries(directory):
+  """Deletes the ``.<name>.*.tmp`` files ``atomic_write_bytes`` left in ``directory`` when its
+  process was killed between writing and renaming (only the writing process calls this)."""
+  directory = pathlib.Path(directory)
+  if directory.is_dir():
+    for leftover in directory.glob(".*.tmp"):
+      leftover.unlink(missing_ok=True)
+
+
 def atomic_write_text(path, text: str):
   atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -132,7 +141,8 @@ class UnitStore:
     self.units_directory = self.directory / "units"
     self.fingerprint = json.loads(json.dumps(fingerprint, default=str))
     fingerprint_path = self.directory / "fingerprint.json"
-    if fingerprint_path.is_file():
+    # A workdir whose earlier run stopped before finishing any unit holds nothing to protect.
+    if fingerprint_path.is_file() and any(self.units_directory.glob("*.csv")):
       stored = json.loads(fingerprint_path.read_text(encoding="utf-8"))
       if stored != self.fingerprint:
         changed = sorted(key for key in set(stored) | set(self.fingerprint)
@@ -142,10 +152,12 @@ class UnitStore:
             f"{', '.join(changed)}); use another --workdir or delete {self.directory} to start over")
 
   def prepare(self):
-    """Records the fingerprint (first call of a fresh workdir)."""
+    """Records the fingerprint, and removes the temporary files of a run killed mid-write."""
     path = self.directory / "fingerprint.json"
-    if not path.is_file():
+    if not path.is_file() or json.loads(path.read_text(encoding="utf-8")) != self.fingerprint:
       atomic_write_json(path, self.fingerprint)
+    remove_stale_temporaries(self.directory.parent)
+    remove_stale_temporaries(self.units_directory)
 
   def path(self, unit: str) -> pathlib.Path:
     return self.units_directory / f"{unit}.csv"

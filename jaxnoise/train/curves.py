@@ -1,7 +1,10 @@
 """What training writes for people: loss/accuracy curves (CSV + PNG) and the per-fold table."""
 import csv
+import io
 import math
 import pathlib
+
+from jaxnoise.sweep import store as files
 
 CURVE_COLUMNS = ("step", "epoch", "learning_rate", "train_loss", "train_accuracy", "test_loss",
                  "test_accuracy")
@@ -58,8 +61,10 @@ def plot_curve(rows, path, title: str):
   accuracy_axis.set_ylim(0, 1)
   figure.suptitle(title)
   figure.tight_layout()
-  figure.savefig(path, dpi=100)
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format="png", dpi=100)
   plt.close(figure)
+  files.atomic_write_bytes(path, buffer.getvalue())
 
 
 def write_fold_table(results: dict, directory, model_name: str):
@@ -72,18 +77,17 @@ def write_fold_table(results: dict, directory, model_name: str):
   folds = sorted(results)
   accuracies = [results[f]["accuracy"] for f in folds]
   mean = sum(accuracies) / len(accuracies) if accuracies else math.nan
-  with open(directory / "accuracy_per_fold.csv", "w", newline="", encoding="utf-8") as handle:
-    writer = csv.writer(handle)
-    writer.writerow(("model", "test_fold", "train_clips", "test_clips", "accuracy"))
-    for fold in folds:
-      writer.writerow((model_name, fold, results[fold]["train_clips"],
-                       results[fold]["test_clips"], f"{results[fold]['accuracy']:.6f}"))
-    writer.writerow((model_name, "mean", "", "", f"{mean:.6f}"))
+  columns = ("model", "test_fold", "train_clips", "test_clips", "accuracy")
+  rows = [dict(zip(columns, (model_name, fold, results[fold]["train_clips"],
+                             results[fold]["test_clips"], f"{results[fold]['accuracy']:.6f}")))
+          for fold in folds]
+  rows.append(dict(zip(columns, (model_name, "mean", "", "", f"{mean:.6f}"))))
+  files.atomic_write_csv(directory / "accuracy_per_fold.csv", columns, rows)
   lines = [f"| model | {' | '.join(f'fold {f}' for f in folds)} | mean |",
            "|---|" + "---:|" * (len(folds) + 1),
            f"| {model_name} | " + " | ".join(f"{100 * a:.1f}%" for a in accuracies)
            + f" | {100 * mean:.1f}% |", "",
            "Test clips per fold: " + ", ".join(f"fold {f}: {results[f]['test_clips']}"
                                                for f in folds) + "."]
-  (directory / "accuracy_per_fold.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+  files.atomic_write_text(directory / "accuracy_per_fold.md", "\n".join(lines) + "\n")
   return mean

@@ -20,7 +20,6 @@ Layout of ``workdir``::
   fold{k}/run_settings.json what determines the result; another run refuses to take the fold over
   accuracy_per_fold.csv|md the study's "accuracy per fold" table with the mean
 """
-import csv
 import json
 import logging
 import math
@@ -34,14 +33,25 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
+from jaxnoise import config_checks
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import store
 from jaxnoise.sweep import sharding
+from jaxnoise.sweep import store as files
 from jaxnoise.train import curves, optim
 from jaxnoise.train.prepare import Dataset, build_model, load_dataset, select_records, with_labels
 from jaxnoise.train.steps import (Placement, augmentation_flags, evaluate, make_eval_step,
                                   make_placement, make_train_step)
+
+
+# Every random draw of a fold's training, recorded with the model it produced (config.json source).
+RANDOM_DRAWS = {
+    "initial_variables": "split(fold_in(key(seed), fold))[0] (from scratch; a checkpoint's head "
+                         "replaced for other classes is initialised from key(seed))",
+    "data_order": "numpy default_rng([seed, fold, epoch]).permutation(training clips) per epoch",
+    "augmentation_and_dropout": "fold_in(split(fold_in(key(seed), fold))[1], step) per step",
+}
 
 
 # --- Data order ---------------------------------------------------------------------------------
@@ -130,8 +140,7 @@ def _check_same_run(fold_dir: pathlib.Path, config):
       raise ConfigError(f"{fold_dir} holds a run made with other settings ({', '.join(changed)}); "
                         "use another --workdir, or delete that folder to start over")
   elif sharding.is_writer():
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    files.atomic_write_text(path, json.dumps(settings, indent=2))
 
 
 def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset, fold: int,
@@ -210,6 +219,7 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
         fetched = jax.device_get(pending)
         pending = []
         row = rows.setdefault(done, {"step": done})
+        _check_finite_loss(fetched, fold, done, train_config)
         row.update(epoch=done / steps_per_epoch,
                    learning_rate=float(fetched[-1]["learning_rate"]),
                    train_loss=float(np.mean([m["loss"] for m in fetched])),
@@ -224,6 +234,8 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
         rows.setdefault(done, {"step": done}).update(test_loss=scores["loss"],
                                                      test_accuracy=scores["accuracy"])
       if done % every == 0 or done == steps:
+        # Never checkpoint a diverged state: a resumed run would only continue from it.
+        _check_finite_loss(jax.device_get(pending), fold, done, train_config)
         manager.save(done, args=ocp.args.StandardSave(state), force=True)
         if sharding.is_writer():
           curves.write_curve(fold_dir / "curves.csv", [rows[k] for k in sorted(rows)])
@@ -254,18 +266,29 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
                      data.labels[test_index], scores["predictions"], data.label_names)
   store.save_model(fold_dir / "model", spec, final_variables, source={
       **provenance, "trained_on": "ESC-50", "test_fold": fold, "train_folds": train_folds,
-      "esc50_targets": list(data.target_ids), "steps": steps, "seed": seed})
-  result_file.write_text(json.dumps(result, indent=2), encoding="utf-8")
+      "esc50_targets": list(data.target_ids), "steps": steps, "seed": seed,
+      "random_draws": RANDOM_DRAWS})
+  # Written last and atomically: its presence marks the fold as finished.
+  files.atomic_write_text(result_file, json.dumps(result, indent=2))
   return result
 
 
+def _check_finite_loss(metrics, fold: int, step: int, train_config):
+  """JaxnoiseError if a step's loss is NaN or infinite: the run diverged, and every later step,
+  checkpoint and score would be meaningless."""
+  losses = [float(m["loss"]) for m in metrics]
+  if not all(math.isfinite(loss) for loss in losses):
+    raise JaxnoiseError(f"fold {fold}: the training loss became {losses[-1]} by step {step} (the "
+                        "run diverged); lower config.train.learning_rate (now "
+                        f"{train_config.learning_rate}) and train into a new --workdir")
+
+
 def _write_predictions(path, records, labels, predictions, label_names):
-  with open(path, "w", newline="", encoding="utf-8") as handle:
-    writer = csv.writer(handle)
-    writer.writerow(("filename", "fold", "target", "category", "predicted_category", "correct"))
-    for record, label, predicted in zip(records, labels, predictions):
-      writer.writerow((record.filename, record.fold, record.target, record.category,
-                       label_names[int(predicted)], int(label == predicted)))
+  columns = ("filename", "fold", "target", "category", "predicted_category", "correct")
+  rows = [dict(zip(columns, (record.filename, record.fold, record.target, record.category,
+                             label_names[int(predicted)], int(label == predicted))))
+          for record, label, predicted in zip(records, labels, predictions)]
+  files.atomic_write_csv(path, columns, rows)
 
 
 # --- All folds ----------------------------------------------------------------------------------
@@ -290,6 +313,9 @@ def train(config, workdir, *, spec=None, devices=None,
   Raises:
     JaxnoiseError: no requested test fold is present in the data, or a fold has nothing to train on.
   """
+  config_checks.check_seed(config)
+  config_checks.check_train_config(config.train)
+  config_checks.check_test_folds(config.data)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   sharding.initialize(config.distributed)

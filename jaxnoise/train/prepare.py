@@ -35,12 +35,13 @@ def select_records(config):
   """``(root, records, label_names, target_ids)`` of ``config.data`` (no audio is read)."""
   root = esc50.find_dataset(config.data.root, config.data.cache_dir,
                             download=bool(config.data.get("download", True)))
-  records = esc50.load_metadata(root)
-  records, label_names, target_ids = esc50.select_classes(records, config.data.classes,
+  every = esc50.load_metadata(root)
+  records, label_names, target_ids = esc50.select_classes(every, config.data.classes,
                                                           config.data.dropped_class)
   if not records:
     raise JaxnoiseError(f"{esc50.metadata_path(root)} has no clip of the classes "
                         f"{config.data.classes!r} ({', '.join(label_names)})")
+  esc50.check_classes_present(every, target_ids, esc50.metadata_path(root))
   return root, records, label_names, target_ids
 
 
