@@ -1,7 +1,7 @@
 """Bad inputs at every entry point: one clear error line, or a documented conversion.
 
-For launch.py, ``python -m jaxnoise.convert``, ``python -m jaxnoise.predict``, the ESC-50 data loading
-and ``python -m jaxnoise.noise mix|report``: missing, corrupt, empty and non-audio files, stereo,
+For launch.py, ``python -m jaxnoise.convert``, ``python -m jaxnoise.predict``, the ESC-50 data
+loading and ``python -m jaxnoise.noise mix|report``: missing, corrupt, empty and non-audio files, stereo,
 8-bit and 24-bit WAV, other sample rates, 0.1-s and 60-s clips, NaN/Inf samples, a silent clip,
 checkpoints of the wrong architecture or truncated, and configs with unknown keys or impossible
 values. A user mistake must end in ``error: <message naming the file/key/value and what was
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import urllib.error
 
+import flax.linen as nn
 import jax
 import librosa
 import numpy as np
@@ -32,12 +33,15 @@ from jaxnoise import cli
 from jaxnoise.convert import __main__ as convert_main
 from jaxnoise.data import clips as clip_loading
 from jaxnoise.data import esc50
+from jaxnoise.errors import JaxnoiseError
 from jaxnoise.models import registry, store as model_store
+from jaxnoise.models.spec import ModelSpec
 from jaxnoise.noise import __main__ as noise_main
 from jaxnoise.predict import main as predict_main
 from jaxnoise.sweep import model as model_lib
 from jaxnoise.sweep import run as sweep_run
 from jaxnoise.sweep import store
+from jaxnoise.train import loop
 
 if str(REPO_ROOT) not in sys.path:
   sys.path.insert(0, str(REPO_ROOT))
@@ -110,7 +114,7 @@ def bad_files(tmp_path_factory):
 
 
 def write_dataset(root: pathlib.Path, extra=()) -> pathlib.Path:
-  """Tones of the three classes in ESC-50's layout (two clips per class in fold 1), plus
+  """Tones of the three classes in ESC-50's layout (one clip per class in folds 1 and 2), plus
   ``extra`` ``(source file, target)`` clips copied in as fold-1 clips."""
   (root / "audio").mkdir(parents=True)
   (root / "meta").mkdir()
@@ -118,16 +122,16 @@ def write_dataset(root: pathlib.Path, extra=()) -> pathlib.Path:
   entries = []
   for category, frequency in CLASSES.items():
     target = esc50.CLASS_NAMES.index(category)
-    for take in "AB":
-      name = f"1-{target}00-{take}-{target}.wav"
+    for fold in (1, 2):
+      name = f"{fold}-{target}0{fold}-A-{target}.wav"
       soundfile.write(root / "audio" / name, tone(frequency=frequency), RATE, subtype="PCM_16")
-      entries.append((name, target, f"{target}00", take))
+      entries.append((name, fold, target, f"{target}0{fold}"))
   for number, (source, target) in enumerate(extra):
     name = f"1-{90000 + number}-A-{target}.wav"
     shutil.copy(source, root / "audio" / name)
-    entries.append((name, target, str(90000 + number), "A"))
-  for name, target, source, take in entries:
-    rows.append(f"{name},1,{target},{esc50.CLASS_NAMES[target]},False,{source},{take}")
+    entries.append((name, 1, target, str(90000 + number)))
+  for name, fold, target, source in entries:
+    rows.append(f"{name},{fold},{target},{esc50.CLASS_NAMES[target]},False,{source},A")
   (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
   return root
 
@@ -693,3 +697,42 @@ def test_noise_report_refuses_impossible_settings(options, fragments, odd_files,
   code, _, err = run_cli(noise_main.main, ["report", *options, "--out", str(out)], capsys)
   assert_user_error(code, err, *fragments)
   assert not out.exists() or not list(out.rglob("*"))
+
+
+# --- Training faults ----------------------------------------------------------------------------
+
+
+class TinyNet(nn.Module):
+  """Features -> 3 logits through one dense layer (compiles in a moment)."""
+
+  @nn.compact
+  def __call__(self, features, train: bool = False):
+    return {"logits": nn.Dense(len(CLASSES))(features.mean(axis=1))}
+
+
+def tiny_spec():
+  def frontend(waveform):  # [batch, samples] -> [batch, 100, 8]: the first 800 samples
+    return waveform[:, :800].reshape(waveform.shape[0], 100, 8) * 100.0
+  return ModelSpec(arch="tiny", config={}, sample_rate=RATE, clip_seconds=5.0,
+                   band=(50.0, 11025.0), frontend=frontend, network=TinyNet(),
+                   output_activation="softmax", labels=tuple(CLASSES))
+
+
+def test_diverged_training_stops_before_checkpointing_it(data_root, model_dir, tmp_path):
+  """A learning rate that passes the checks but blows the weights up: the run stops with a clear
+  error at the first logged step whose loss is not finite, and keeps no checkpoint of it."""
+  config = make_config(data_root, model_dir, tmp_path, modes=("train",),
+                       **{"model.checkpoint": "", "train.optimizer": "sgd",
+                          "train.learning_rate": 1e38, "train.steps": 8, "train.batch_size": 2,
+                          "train.log_every": 1, "train.checkpoint_every": 1,
+                          "train.augment_cycle": ("none",)})
+  workdir = tmp_path / "run"
+  with pytest.raises(JaxnoiseError, match=r"fold 1: the training loss became (nan|inf) by step "
+                                          r"\d.*lower config.train.learning_rate") as error:
+    loop.train(config, workdir, spec=tiny_spec())
+  diverged_at = int(str(error.value).split("by step ")[1].split()[0])
+  kept = sorted(int(p.name) for p in (workdir / "fold1" / "checkpoints").iterdir()
+                if p.name.isdigit())
+  assert kept and max(kept) < diverged_at
+  assert not (workdir / "fold1" / "result.json").exists()
+  assert not (workdir / "fold1" / "model").exists()

@@ -43,7 +43,8 @@ def save_model(directory, spec, variables, *, source: dict | None = None) -> pat
   directory = pathlib.Path(directory).absolute()
   try:
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp",
+                                            dir=directory.parent))
   except OSError as error:
     raise JaxnoiseError(f"cannot create the model directory {directory}: {error}") from None
   try:

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import pathlib
+import shutil
 import tempfile
 
 import numpy as np
@@ -53,12 +54,16 @@ def atomic_write_bytes(path, data: bytes):
 
 
 def remove_stale_temporaries(directory):
-  """Deletes the ``.<name>.*.tmp`` files ``atomic_write_bytes`` left in ``directory`` when its
-  process was killed between writing and renaming (only the writing process calls this)."""
+  """Deletes the ``.<name>.*.tmp`` files of ``atomic_write_bytes`` (and the staging folders of
+  ``jaxnoise.models.store.save_model``) that a process killed before renaming left in
+  ``directory``; only the writing process calls this, before it writes there again."""
   directory = pathlib.Path(directory)
   if directory.is_dir():
     for leftover in directory.glob(".*.tmp"):
-      leftover.unlink(missing_ok=True)
+      if leftover.is_dir():
+        shutil.rmtree(leftover, ignore_errors=True)
+      else:
+        leftover.unlink(missing_ok=True)
 
 
 def atomic_write_text(path, text: str):

@@ -22,14 +22,12 @@ def read_curve(path) -> list[dict]:
 
 def write_curve(path, rows):
   """Writes the whole curve (small: one row per logged step), replacing any older file."""
-  path = pathlib.Path(path)
-  temporary = path.with_suffix(".tmp")
-  with open(temporary, "w", newline="", encoding="utf-8") as handle:
-    writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
-    writer.writeheader()
-    for row in rows:
-      writer.writerow({k: _format(row.get(k, math.nan)) for k in CURVE_COLUMNS})
-  temporary.replace(path)
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, fieldnames=CURVE_COLUMNS)
+  writer.writeheader()
+  for row in rows:
+    writer.writerow({k: _format(row.get(k, math.nan)) for k in CURVE_COLUMNS})
+  files.atomic_write_text(path, buffer.getvalue())
 
 
 def _format(value) -> str:

@@ -152,6 +152,8 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
   if result_file.is_file() and (fold_dir / "model" / store.CONFIG_FILE).is_file():
     logging.info("fold %d: already trained (%s); skipped", fold, result_file)
     return json.loads(result_file.read_text(encoding="utf-8"))
+  if sharding.is_writer():
+    files.remove_stale_temporaries(fold_dir)  # left by a run killed while writing
   train_config = config.train
   train_index = np.asarray([i for i, r in enumerate(data.records) if r.fold != fold], np.int64)
   test_index = np.asarray([i for i, r in enumerate(data.records) if r.fold == fold], np.int64)
@@ -184,8 +186,9 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
   every = max(int(train_config.checkpoint_every), 1)
   manager = ocp.CheckpointManager(
       (fold_dir / "checkpoints").absolute(),
+      # cleanup_tmp_directories: a run killed while saving leaves a temporary checkpoint folder.
       options=ocp.CheckpointManagerOptions(max_to_keep=int(train_config.get("keep_checkpoints", 2)),
-                                           create=True))
+                                           create=True, cleanup_tmp_directories=True))
   try:
     start = manager.latest_step() or 0
     if start:
