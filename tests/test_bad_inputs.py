@@ -366,6 +366,19 @@ def test_training_from_a_checkpoint_of_another_architecture(model_dir, data_root
                     "config.model.arch is 'mn'")
 
 
+@pytest.mark.parametrize("name, fragments", [
+    ("foreign", ["not an EfficientAT mn state dict", "encoder.layer0.weight"]),
+    ("truncated", ["cannot read", "truncated or not a torch.save file?"]),
+])
+def test_launch_names_a_bad_upstream_checkpoint(name, fragments, torch_files, data_root, tmp_path,
+                                                capsys):
+  config = make_config(data_root, torch_files[name], tmp_path, **{"model.arch": "mn"})
+  code, _, err = launch_in_process(config, tmp_path / "run", capsys)
+  assert_user_error(code, err, str(torch_files[name]), *fragments)
+  assert not (tmp_path / "run" / store.RESULTS_FILE).exists()
+  assert not list((tmp_path / "cache").glob("models/*"))  # no half-converted model is cached
+
+
 # --- python -m jaxnoise.predict -------------------------------------------------------------
 
 
