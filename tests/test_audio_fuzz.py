@@ -42,12 +42,12 @@ def test_load_audio_gives_finite_mono_of_the_requested_rate(tmp_path, subtype, r
 
 
 @FUZZ
-@given(bad=st.sampled_from(["nan", "inf", "empty", "text", "truncated"]))
+@given(bad=st.sampled_from(["nan", "inf", "huge", "empty", "text", "truncated"]))
 def test_load_audio_rejects_bad_files_with_audio_error(tmp_path, bad):
   path = tmp_path / f"bad_{bad}.wav"
-  if bad in ("nan", "inf"):
+  if bad in ("nan", "inf", "huge"):
     data = np.zeros(100)
-    data[7] = np.nan if bad == "nan" else np.inf
+    data[7] = {"nan": np.nan, "inf": np.inf, "huge": 2 * audio_io.MAX_ABS_SAMPLE}[bad]
     soundfile.write(path, data, 16000, subtype="FLOAT")
   elif bad == "empty":
     path.write_bytes(b"")
@@ -61,7 +61,8 @@ def test_load_audio_rejects_bad_files_with_audio_error(tmp_path, bad):
 
 
 @FUZZ
-@given(values=st.sampled_from(["silence", "dc", "full_scale_square", "tiny", "noise", "loud"]),
+@given(values=st.sampled_from(["silence", "dc", "full_scale_square", "tiny", "noise", "loud",
+                               "loudest_loadable"]),
        seed=st.integers(0, 2**16))
 def test_frontends_stay_finite(values, seed):
   rng = np.random.default_rng(seed)
@@ -73,6 +74,9 @@ def test_frontends_stay_finite(values, seed):
       "tiny": rng.standard_normal(n) * 1e-20,
       "noise": rng.standard_normal(n),
       "loud": rng.standard_normal(n) * 1e4,
+      # The loudest square wave the loader accepts, with a margin for noise mixed in at -30 dB.
+      "loudest_loadable": np.sign(np.sin(np.arange(n) * rng.uniform(0.01, 1.0)))
+                          * audio_io.MAX_ABS_SAMPLE * 100,
   }
   clip = jnp.asarray(signals[values][None], jnp.float32)
   for output in (frontends.tfnet_input(jnp.asarray(np.resize(signals[values], 44100)[None],

@@ -84,11 +84,11 @@ def write_odd_files(folder: pathlib.Path) -> dict:
 def write_bad_files(folder: pathlib.Path) -> dict:
   """Files that are not usable audio: each must be refused naming the file."""
   folder.mkdir(parents=True, exist_ok=True)
-  files = {name: folder / f"{name}.wav" for name in ("nan", "inf", "empty", "text", "truncated",
-                                                     "no_samples")}
-  for name, value in (("nan", np.nan), ("inf", np.inf)):
+  files = {name: folder / f"{name}.wav" for name in ("nan", "inf", "huge", "empty", "text",
+                                                     "truncated", "no_samples")}
+  for name, value in (("nan", np.nan), ("inf", np.inf), ("huge", 1e20)):
     data = tone().astype(np.float32)
-    data[1000] = value
+    data[1000] = value  # 'huge': a float file whose spectra would overflow to NaN scores
     soundfile.write(files[name], data, RATE, subtype="FLOAT")
   files["empty"].write_bytes(b"")
   files["text"].write_text("these are notes, not audio\n")
@@ -99,6 +99,7 @@ def write_bad_files(folder: pathlib.Path) -> dict:
 
 
 BAD_FILE_MESSAGES = {"nan": "holds NaN or Inf samples", "inf": "holds NaN or Inf samples",
+                     "huge": "has samples up to 1e+20; expected audio within +-1",
                      "empty": "cannot read", "text": "cannot read", "truncated": "cannot read",
                      "no_samples": "holds no samples"}
 

@@ -11,6 +11,10 @@ from jaxnoise.errors import AudioError
 
 # librosa >= 0.10 resamples with soxr 'HQ' (what `librosa.load(sr=...)` and the golden vectors use).
 RESAMPLE_QUALITY = "HQ"
+# Float files may exceed +-1 (e.g. unnormalised PCM values up to 32768), but not by this much
+# (120 dB above full scale): a 5-s sine of amplitude ~1e14 already overflows the float32 band power
+# of the sweep, and ~1e16 the frontends' spectra, giving NaN scores.
+MAX_ABS_SAMPLE = 1e6
 
 
 def resample(waveform: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
@@ -47,7 +51,8 @@ def load_audio(path, sample_rate: int | None = None, *, length: int | None = Non
     ``(waveform [samples], rate)``.
 
   Raises:
-    AudioError: the file is missing, empty, not audio, or holds NaN/Inf samples.
+    AudioError: the file is missing, empty, not audio, or holds NaN/Inf samples or samples beyond
+      ``MAX_ABS_SAMPLE``.
   """
   path = pathlib.Path(path)
   if not path.is_file():
@@ -61,6 +66,11 @@ def load_audio(path, sample_rate: int | None = None, *, length: int | None = Non
     raise AudioError(f"audio file {path} holds no samples")
   if not np.all(np.isfinite(data)):
     raise AudioError(f"audio file {path} holds NaN or Inf samples")
+  peak = float(np.max(np.abs(data)))
+  if peak > MAX_ABS_SAMPLE:
+    raise AudioError(f"audio file {path} has samples up to {peak:.3g}; expected audio within +-1 "
+                     f"(at most +-{MAX_ABS_SAMPLE:g}, beyond which its float32 spectra overflow): "
+                     "rescale it")
   # Mean over channels, as librosa.to_mono and the upstream loaders do.
   mono = data.mean(axis=1)
   if sample_rate is not None and sample_rate != rate:
