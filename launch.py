@@ -78,12 +78,21 @@ def main(argv):
     print("error: give --config=CONFIG_FILE and --workdir=DIR (e.g. --config=configs/quickstart.py "
           "--workdir=runs/quickstart)", file=sys.stderr)
     return 2
+  try:
+    config = _CONFIG.value
+    config.keys()  # a config file that failed to load says so only when first read
+  except OSError as error:
+    filename = config_flags.get_config_filename(flags.FLAGS["config"])
+    reason = "no such file" if not pathlib.Path(filename).is_file() else str(error).splitlines()[0]
+    print(f"error: --config={filename} cannot be loaded ({reason}); expected a config file such as "
+          "configs/quickstart.py", file=sys.stderr)
+    return 2
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                       datefmt="%H:%M:%S")
   # Orbax logs every checkpoint step through absl at INFO; keep the console to jaxnoise's progress.
   logging.getLogger("absl").setLevel(logging.WARNING)
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU/GPU" notices
-  return cli.run_main(lambda _: run(_CONFIG.value, _WORKDIR.value))
+  return cli.run_main(lambda _: run(config, _WORKDIR.value))
 
 
 if __name__ == "__main__":

@@ -285,6 +285,16 @@ def test_launch_command_line_errors_exit_2_with_one_line(arguments, fragments, t
   assert not (tmp_path / "run").exists()
 
 
+def test_launch_with_a_misspelt_config_file(tmp_path):
+  process = subprocess.run(
+      [sys.executable, str(REPO_ROOT / "launch.py"), "--config=configs/quikstart.py",
+       f"--workdir={tmp_path / 'run'}"],
+      capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, cwd=REPO_ROOT)
+  assert_user_error(process.returncode, process.stderr,
+                    "--config=configs/quikstart.py cannot be loaded (no such file)")
+  assert not (tmp_path / "run").exists()
+
+
 # --- launch.py: checkpoints -----------------------------------------------------------------
 
 
