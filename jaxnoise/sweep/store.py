@@ -53,13 +53,14 @@ def atomic_write_bytes(path, data: bytes):
     raise
 
 
-def remove_stale_temporaries(directory):
+def remove_stale_temporaries(directory, names=("*",)):
   """Deletes the ``.<name>.*.tmp`` files of ``atomic_write_bytes`` (and the staging folders of
   ``jaxnoise.models.store.save_model``) that a process killed before renaming left in
-  ``directory``; only the writing process calls this, before it writes there again."""
+  ``directory``, for the file ``names`` given (default: all, in folders jaxnoise owns); only the
+  writing process calls this, before it writes there again."""
   directory = pathlib.Path(directory)
   if directory.is_dir():
-    for leftover in directory.glob(".*.tmp"):
+    for leftover in (path for name in names for path in directory.glob(f".{name}.*.tmp")):
       if leftover.is_dir():
         shutil.rmtree(leftover, ignore_errors=True)
       else:
@@ -161,7 +162,8 @@ class UnitStore:
     path = self.directory / "fingerprint.json"
     if not path.is_file() or json.loads(path.read_text(encoding="utf-8")) != self.fingerprint:
       atomic_write_json(path, self.fingerprint)
-    remove_stale_temporaries(self.directory.parent)
+    # The workdir may be a folder of the user's: only temporaries of its result files go.
+    remove_stale_temporaries(self.directory.parent, (RESULTS_FILE, ACCURACY_FILE, RUN_FILE))
     remove_stale_temporaries(self.units_directory)
 
   def path(self, unit: str) -> pathlib.Path:
