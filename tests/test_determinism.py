@@ -83,6 +83,7 @@ def test_same_config_and_seed_give_bit_identical_results(two_runs):
   assert len(white) == 3 and not np.array_equal(white[0], white[1])
 
 
+@pytest.mark.slow
 def test_run_json_records_every_seed(two_runs):
   first, _ = two_runs
   metadata = json.loads((first / store.RUN_FILE).read_text())
