@@ -4,11 +4,9 @@ Converts an upstream PyTorch checkpoint into a jaxnoise model directory (orbax v
 config.json). Every upstream key is mapped and shape-checked; anything that does not fit is listed.
 """
 import argparse
-import json
 import sys
 
 from jaxnoise import cli
-from jaxnoise.errors import ConfigError
 
 
 def parse_args(argv):
@@ -31,18 +29,7 @@ def parse_args(argv):
 def main(argv=None):
   args = parse_args(argv)
   from jaxnoise import convert  # pylint: disable=import-outside-toplevel
-  overrides = {}
-  if args.config:
-    try:
-      given = json.loads(args.config)
-    except json.JSONDecodeError as error:
-      raise ConfigError(f"--config is not a JSON object: {error}") from None
-    if not isinstance(given, dict):
-      raise ConfigError(f"--config must be a JSON object of config keys, e.g. "
-                        f"'{{\"num_classes\": 19}}', got {args.config!r}")
-    overrides.update(given)
-  if args.num_classes is not None:
-    overrides["num_classes"] = args.num_classes
+  overrides = cli.architecture_overrides(args.config, args.num_classes)
   if args.width is not None:
     overrides["width"] = args.width
   out = convert.convert_to_directory(args.arch, args.src, args.out, config_overrides=overrides,

@@ -10,14 +10,12 @@ matrix) do not exist here, and PyTorch keeps BatchNorm statistics as buffers, wi
 per layer. Compare 'trainable' with upstream's trainable parameters used in forward.
 """
 import argparse
-import json
 import math
 import sys
 
 import jax
 
 from jaxnoise import cli
-from jaxnoise.errors import ConfigError
 from jaxnoise.models import registry
 
 TRAINABLE_COLLECTION = "params"
@@ -52,16 +50,7 @@ def parse_args(argv):
 
 def main(argv=None):
   args = parse_args(argv)
-  overrides = {}
-  if args.config:
-    try:
-      overrides = json.loads(args.config)
-    except json.JSONDecodeError as error:
-      raise ConfigError(f"--config is not valid JSON: {error}") from None
-    if not isinstance(overrides, dict):
-      raise ConfigError(f"--config must be a JSON object, got {args.config!r}")
-  if args.num_classes is not None:
-    overrides["num_classes"] = args.num_classes
+  overrides = cli.architecture_overrides(args.config, args.num_classes)
   spec = registry.build_spec(args.arch, overrides)
   print(f"{args.arch}: {spec.num_classes} classes, {spec.sample_rate} Hz, "
         f"{spec.clip_seconds:g} s clips")
