@@ -41,3 +41,15 @@ def esc50_dir(shared_dir):
 @pytest.fixture(scope="session")
 def noise_dir(shared_dir):
   return shared_dir / "data" / "noise"
+
+
+def override(config, settings: dict):
+  """``config`` with ``{'section.key': value}`` settings applied, as ``--config.section.key=value``
+  would on the command line; returns the same config."""
+  for key, value in settings.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, override
 from jaxnoise import cli
 from jaxnoise.convert import __main__ as convert_main
 from jaxnoise.data import clips as clip_loading
@@ -159,13 +159,7 @@ def make_config(data_root, model_dir, tmp_path, **changes):
               "data.classes": ",".join(CLASSES), "data.test_folds": (1,),
               "sweep.noises": ("white",), "sweep.snrs": (-5, 5), "train.steps": 2,
               "train.batch_size": 4}
-  for key, value in {**settings, **changes}.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
+  return override(config, {**settings, **changes})
 
 
 def run_cli(main, argv, capsys):

@@ -20,7 +20,7 @@ import pytest
 import scipy.integrate
 import scipy.signal
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, override
 from jaxnoise.data import esc50, zero_shot
 from jaxnoise.errors import ConfigError
 from jaxnoise.models import mobilenet, registry, store as model_store
@@ -61,14 +61,7 @@ def settings(model_dir, esc50_dir, noise_dir, tmp_path_factory):
 
 
 def make_config(settings, **changes):
-  config = base.get_config()
-  for key, value in {**settings, **changes}.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
+  return override(base.get_config(), {**settings, **changes})
 
 
 def flag_value(value) -> str:
