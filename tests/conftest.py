@@ -5,6 +5,7 @@ tests that need them take the ``shared_dir`` fixture and skip with a clear messa
 """
 import os
 import pathlib
+import shutil
 
 import pytest
 
@@ -53,3 +54,29 @@ def override(config, settings: dict):
       node = node[parent]
     node[leaf] = value
   return config
+
+
+def write_esc50(root, clips) -> pathlib.Path:
+  """A small dataset in ESC-50's native layout under ``root`` (``audio/``, ``meta/esc50.csv``).
+
+  Args:
+    root: the dataset folder (created).
+    clips: ``(fold, target, source, audio)`` per clip, in metadata order; ``audio`` is a 44.1 kHz
+      waveform (written as 16-bit PCM) or the path of a file copied as is. Files are named
+      ``{fold}-{source}-A-{target}.wav`` as upstream's.
+  """
+  import soundfile  # pylint: disable=import-outside-toplevel
+  from jaxnoise.data import esc50  # pylint: disable=import-outside-toplevel
+  root = pathlib.Path(root)
+  (root / "audio").mkdir(parents=True)
+  (root / "meta").mkdir()
+  rows = ["filename,fold,target,category,esc10,src_file,take"]
+  for fold, target, source, audio in clips:
+    name = f"{fold}-{source}-A-{target}.wav"
+    if isinstance(audio, (str, pathlib.Path)):
+      shutil.copy(audio, root / "audio" / name)
+    else:
+      soundfile.write(root / "audio" / name, audio, esc50.SAMPLE_RATE, subtype="PCM_16")
+    rows.append(f"{name},{fold},{target},{esc50.CLASS_NAMES[target]},False,{source},A")
+  (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
+  return root

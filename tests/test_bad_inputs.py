@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import REPO_ROOT, override
+from conftest import REPO_ROOT, override, write_esc50
 from jaxnoise import cli
 from jaxnoise.convert import __main__ as convert_main
 from jaxnoise.data import clips as clip_loading
@@ -117,24 +117,14 @@ def bad_files(tmp_path_factory):
 def write_dataset(root: pathlib.Path, extra=()) -> pathlib.Path:
   """Tones of the three classes in ESC-50's layout (one clip per class in folds 1 and 2), plus
   ``extra`` ``(source file, target)`` clips copied in as fold-1 clips."""
-  (root / "audio").mkdir(parents=True)
-  (root / "meta").mkdir()
-  rows = ["filename,fold,target,category,esc10,src_file,take"]
-  entries = []
+  clips = []
   for category, frequency in CLASSES.items():
     target = esc50.CLASS_NAMES.index(category)
     for fold in (1, 2):
-      name = f"{fold}-{target}0{fold}-A-{target}.wav"
-      soundfile.write(root / "audio" / name, tone(frequency=frequency), RATE, subtype="PCM_16")
-      entries.append((name, fold, target, f"{target}0{fold}"))
+      clips.append((fold, target, f"{target}0{fold}", tone(frequency=frequency)))
   for number, (source, target) in enumerate(extra):
-    name = f"1-{90000 + number}-A-{target}.wav"
-    shutil.copy(source, root / "audio" / name)
-    entries.append((name, 1, target, str(90000 + number)))
-  for name, fold, target, source in entries:
-    rows.append(f"{name},{fold},{target},{esc50.CLASS_NAMES[target]},False,{source},A")
-  (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
-  return root
+    clips.append((1, target, str(90000 + number), source))
+  return write_esc50(root, clips)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import pytest
 import soundfile
 
 from configs import base
+from conftest import write_esc50
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import store
@@ -65,22 +66,16 @@ def tiny_spec(num_classes=3):
 def make_tone_dataset(root: pathlib.Path, clips_per_class: int = 6) -> pathlib.Path:
   """Noisy tones in ESC-50's layout: folds 1-3, two clips per class and fold, plus target 23
   ('breathing') present in fold 1 only."""
-  (root / "audio").mkdir(parents=True)
-  (root / "meta").mkdir()
-  rows = ["filename,fold,target,category,esc10,src_file,take"]
   rng = np.random.default_rng(0)
   t = np.arange(esc50.CLIP_SAMPLES) / esc50.SAMPLE_RATE
   entries = [(target, i % 3 + 1, f"{target}{i:03d}") for target in TONE_CLASSES
              for i in range(clips_per_class)]
   entries.append((23, 1, "23000"))
+  clips = []
   for target, fold, source in entries:
-    name = f"{fold}-{source}-A-{target}.wav"
     tone = 0.3 * np.sin(2 * np.pi * TONE_CLASSES.get(target, 50.0) * t)
-    soundfile.write(root / "audio" / name, tone + 0.05 * rng.standard_normal(t.size),
-                    esc50.SAMPLE_RATE, subtype="PCM_16")
-    rows.append(f"{name},{fold},{target},{esc50.CLASS_NAMES[target]},False,{source},A")
-  (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
-  return root
+    clips.append((fold, target, source, tone + 0.05 * rng.standard_normal(t.size)))
+  return write_esc50(root, clips)
 
 
 @pytest.fixture(scope="module")

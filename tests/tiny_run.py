@@ -9,8 +9,8 @@ import importlib.util
 import pathlib
 
 import numpy as np
-import soundfile
 
+from conftest import write_esc50
 from jaxnoise.data import esc50
 
 TONES = {20: 300.0, 21: 1200.0, 22: 3000.0}  # ESC-50 target -> tone frequency (Hz)
@@ -45,22 +45,15 @@ def get_config():
 
 def write_tone_dataset(root, clips_per_class_and_fold: int = 2, folds=(1, 2, 3)) -> pathlib.Path:
   """Tones plus white noise (seeded), 5 s at 44.1 kHz, in ESC-50's layout under ``root``."""
-  root = pathlib.Path(root)
-  (root / "audio").mkdir(parents=True)
-  (root / "meta").mkdir()
   rng = np.random.default_rng(0)
   t = np.arange(esc50.CLIP_SAMPLES) / esc50.SAMPLE_RATE
-  rows = ["filename,fold,target,category,esc10,src_file,take"]
+  clips = []
   for target, frequency in TONES.items():
     for fold in folds:
       for index in range(clips_per_class_and_fold):
-        source = f"{target}{fold}{index:02d}"
-        name = f"{fold}-{source}-A-{target}.wav"
         waveform = 0.3 * np.sin(2 * np.pi * frequency * t) + 0.05 * rng.standard_normal(t.size)
-        soundfile.write(root / "audio" / name, waveform, esc50.SAMPLE_RATE, subtype="PCM_16")
-        rows.append(f"{name},{fold},{target},{esc50.CLASS_NAMES[target]},False,{source},A")
-  (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
-  return root
+        clips.append((fold, target, f"{target}{fold}{index:02d}", waveform))
+  return write_esc50(root, clips)
 
 
 def write_config(path, data_root, cache_dir, *, steps: int = 12, seed: int = 0) -> pathlib.Path:
