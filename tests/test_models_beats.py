@@ -102,6 +102,8 @@ def test_golden_from_the_waveform_through_jaxnoises_fbank(converted, golden):
   fbank = jax.jit(spec.features)(golden["waveform"])
   assert fbank.shape == (3, 498, 128)
   assert_close(fbank, golden["fbank"], WAVEFORM_TOLERANCE["fbank"], "fbank (waveform)")
+  print(f"fbank (waveform): 99.9 % of bins within "
+        f"{np.quantile(np.abs(np.asarray(fbank) - golden['fbank']), 0.999):.2g}")
   outputs, found = jitted_network(spec.network)(variables, fbank, None)
   values = stage_outputs(outputs, found)
   for name, tolerance in WAVEFORM_TOLERANCE.items():
