@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import assert_same_variables, edited_tensors
 from jaxnoise import convert
 from jaxnoise.convert import beats as beats_converter
 from jaxnoise.convert.keymap import StateDictReader
@@ -34,18 +35,6 @@ def checkpoint(checkpoint_path):
 def converted(checkpoint):
   tensors, cfg = checkpoint
   return convert.convert_tensors("beats", tensors, source="golden", upstream_config=cfg)
-
-
-def flat(tree):
-  return {jax.tree_util.keystr(path): np.asarray(leaf)
-          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def assert_same_variables(first, second):
-  first, second = flat(first), flat(second)
-  assert sorted(first) == sorted(second)
-  for key, value in first.items():
-    np.testing.assert_array_equal(value, second[key], err_msg=key)
 
 
 def parameter_count(variables) -> int:
@@ -125,14 +114,6 @@ def test_parametrizations_weight_norm_layout_converts_the_same(checkpoint, conve
   assert_same_variables(variables, converted[1])
 
 
-def edited(tensors, drop=(), add=None, reshape=None):
-  result = {key: value for key, value in tensors.items() if key not in drop}
-  result.update(add or {})
-  for key, shape in (reshape or {}).items():
-    result[key] = np.zeros(shape, np.float32)
-  return result
-
-
 @pytest.mark.parametrize("change,message", [
     ({"add": {"encoder.layers.0.self_attn.extra": np.zeros(3, np.float32)}},
      "unknown upstream keys.*encoder.layers.0.self_attn.extra"),
@@ -145,7 +126,7 @@ def edited(tensors, drop=(), add=None, reshape=None):
 def test_conversion_errors_name_the_key(checkpoint, change, message):
   tensors, cfg = checkpoint
   with pytest.raises(ConversionError, match=f"(?s){message}"):
-    convert.convert_tensors("beats", edited(tensors, **change), source="edited.pt",
+    convert.convert_tensors("beats", edited_tensors(tensors, **change), source="edited.pt",
                             upstream_config=cfg)
 
 

@@ -5,6 +5,7 @@ from its checkpoint once per module. Tolerances are the errors measured here (fl
 small margin; all lie below the golden README's suggestions for a float32 port. Run with ``-s`` to
 see every measured error.
 """
+import dataclasses
 import functools
 
 import jax
@@ -174,14 +175,16 @@ def test_training_mode_layer_drop_and_determinism(converted, golden):
                                            rngs={"dropout": key}))(variables)["encoder_out"]
 
   network = spec.network
+  with_layerdrop = lambda p: network.clone(encoder=dataclasses.replace(network.encoder,
+                                                                        layerdrop=p))
   np.testing.assert_array_equal(apply(network, jax.random.key(1)),
                                 apply(network, jax.random.key(1)))
   # Every layer dropped: the encoder output is the LayerNorm after the positional convolution.
-  all_dropped = apply(network.clone(layerdrop=1.0), jax.random.key(1))
+  all_dropped = apply(with_layerdrop(1.0), jax.random.key(1))
   _, found = jitted_network(network)(variables, features, None)
   np.testing.assert_allclose(all_dropped, found["encoder"]["encoder_ln_out"][0], atol=1e-6)
   # No layer drop and no dropout: training mode computes the eval forward pass.
-  kept = apply(network.clone(layerdrop=0.0), jax.random.key(1))
+  kept = apply(with_layerdrop(0.0), jax.random.key(1))
   np.testing.assert_allclose(kept, golden["encoder_out"][:2], atol=STAGE_TOLERANCE)
 
 

@@ -30,6 +30,7 @@ Training-only settings act as upstream: dropouts, layer drop (each layer skipped
 ``encoder_layerdrop``) and layer-wise gradient decay (gradients shrink by the ratio at the input of
 every layer, so layer i of L gets ratio^(L - i)).
 """
+import dataclasses
 import functools
 import math
 
@@ -227,8 +228,10 @@ class EncoderLayer(nn.Module):
     return layer_norm("final_layer_norm")(self.residual_scale * x + hidden)
 
 
-class Encoder(nn.Module):
-  """Positional convolution, LayerNorm and the layers: ``[batch, tokens, dim]`` -> same shape."""
+@dataclasses.dataclass(frozen=True)
+class EncoderSettings:
+  """The transformer encoder's architecture and training-only settings (BEATsConfig's names in
+  ``build_network``)."""
   num_layers: int
   num_heads: int
   ffn_dim: int
@@ -239,40 +242,46 @@ class Encoder(nn.Module):
   num_buckets: int
   max_distance: int
   gated_bias: bool
-  dropout: float
-  attention_dropout: float
-  activation_dropout: float
-  layerdrop: float
-  gradient_decay: float
+  dropout: float = 0.0
+  attention_dropout: float = 0.0
+  activation_dropout: float = 0.0
+  layerdrop: float = 0.0
+  gradient_decay: float = 1.0
+
+
+class Encoder(nn.Module):
+  """Positional convolution, LayerNorm and the layers: ``[batch, tokens, dim]`` -> same shape."""
+  settings: EncoderSettings
 
   @nn.compact
   def __call__(self, x, key_padding, *, train: bool):
+    settings = self.settings
     batch, tokens, dim = x.shape
     # Upstream's weight-normalised conv; the converter folds its gain and direction into one kernel.
-    positional = nn.Conv(dim, (self.conv_pos,), padding=[(self.conv_pos // 2,) * 2],
-                         feature_group_count=self.conv_pos_groups, name="pos_conv")(x)
+    positional = nn.Conv(dim, (settings.conv_pos,), padding=[(settings.conv_pos // 2,) * 2],
+                         feature_group_count=settings.conv_pos_groups, name="pos_conv")(x)
     positional = gelu(positional[:, :tokens])  # an even kernel gives one extra position at the end
     self.sow("intermediates", "pos_conv_out", positional)
     x = layer_norm("layer_norm")(x + positional)
     self.sow("intermediates", "encoder_ln_out", x)
-    x = nn.Dropout(self.dropout)(x, deterministic=not train)
+    x = nn.Dropout(settings.dropout)(x, deterministic=not train)
 
     bias = None
-    if self.relative_position_embedding:
-      buckets = relative_position_buckets(tokens, self.num_buckets, self.max_distance)
-      table = nn.Embed(self.num_buckets, self.num_heads, name="relative_attention_bias")
+    if settings.relative_position_embedding:
+      buckets = relative_position_buckets(tokens, settings.num_buckets, settings.max_distance)
+      table = nn.Embed(settings.num_buckets, settings.num_heads, name="relative_attention_bias")
       bias = jnp.transpose(table(buckets), (2, 0, 1))  # [heads, tokens, tokens]
       self.sow("intermediates", "rel_pos_bias", bias)
-    residual_scale = (2.0 * self.num_layers) ** 0.25 if self.deep_norm else 1.0
-    for index in range(self.num_layers):
-      if train and self.gradient_decay != 1.0:
-        x = scale_gradient(x, self.gradient_decay)
-      layer = EncoderLayer(self.num_heads, self.ffn_dim, residual_scale, self.gated_bias,
-                           self.dropout, self.attention_dropout, self.activation_dropout,
-                           name=f"layers_{index}")
+    residual_scale = (2.0 * settings.num_layers) ** 0.25 if settings.deep_norm else 1.0
+    for index in range(settings.num_layers):
+      if train and settings.gradient_decay != 1.0:
+        x = scale_gradient(x, settings.gradient_decay)
+      layer = EncoderLayer(settings.num_heads, settings.ffn_dim, residual_scale,
+                           settings.gated_bias, settings.dropout, settings.attention_dropout,
+                           settings.activation_dropout, name=f"layers_{index}")
       out = layer(x, bias, key_padding, train=train)
-      if train and self.layerdrop > 0:
-        keep = jax.random.uniform(self.make_rng("dropout")) >= self.layerdrop
+      if train and settings.layerdrop > 0:
+        keep = jax.random.uniform(self.make_rng("dropout")) >= settings.layerdrop
         out = jnp.where(keep, out, x)
       x = out
       self.sow("intermediates", "layer_outputs", x)
@@ -288,24 +297,10 @@ class BEATs(nn.Module):
   patch_size: int
   embed_dim: int
   conv_bias: bool
-  num_layers: int
   encoder_dim: int
-  ffn_dim: int
-  num_heads: int
-  deep_norm: bool
-  conv_pos: int
-  conv_pos_groups: int
-  relative_position_embedding: bool
-  num_buckets: int
-  max_distance: int
-  gru_rel_pos: bool
-  dropout: float = 0.0
-  attention_dropout: float = 0.0
-  activation_dropout: float = 0.0
+  encoder: EncoderSettings
   dropout_input: float = 0.0
-  layerdrop: float = 0.0
   predictor_dropout: float = 0.0
-  gradient_decay: float = 1.0
 
   @nn.compact
   def __call__(self, features: jax.Array, *, train: bool = False, padding_mask=None):
@@ -330,11 +325,7 @@ class BEATs(nn.Module):
       token_padding = reduce_padding_mask(jnp.asarray(padding_mask, bool), x.shape[1])
       self.sow("intermediates", "token_padding_mask", token_padding)
       x = jnp.where(token_padding[..., None], 0.0, x)
-    x = Encoder(self.num_layers, self.num_heads, self.ffn_dim, self.deep_norm, self.conv_pos,
-                self.conv_pos_groups, self.relative_position_embedding, self.num_buckets,
-                self.max_distance, self.gru_rel_pos, self.dropout, self.attention_dropout,
-                self.activation_dropout, self.layerdrop, self.gradient_decay,
-                name="encoder")(x, token_padding, train=train)
+    x = Encoder(self.encoder, name="encoder")(x, token_padding, train=train)
 
     hidden = nn.Dropout(self.predictor_dropout)(x, deterministic=not train)
     token_logits = nn.Dense(self.num_classes, name="predictor")(hidden)
@@ -380,21 +371,23 @@ def _check_config(config: dict) -> None:
 def build_network(config: dict) -> BEATs:
   """The Flax module for a full config (``DEFAULT_CONFIG`` keys), checked."""
   _check_config(config)
+  encoder = EncoderSettings(
+      num_layers=config["encoder_layers"], num_heads=config["encoder_attention_heads"],
+      ffn_dim=config["encoder_ffn_embed_dim"], deep_norm=bool(config["deep_norm"]),
+      conv_pos=config["conv_pos"], conv_pos_groups=config["conv_pos_groups"],
+      relative_position_embedding=bool(config["relative_position_embedding"]),
+      num_buckets=config["num_buckets"], max_distance=config["max_distance"],
+      gated_bias=bool(config["gru_rel_pos"]), dropout=float(config["dropout"]),
+      attention_dropout=float(config["attention_dropout"]),
+      activation_dropout=float(config["activation_dropout"]),
+      layerdrop=float(config["encoder_layerdrop"]),
+      gradient_decay=float(config["layer_wise_gradient_decay_ratio"]))
   return BEATs(
       num_classes=config["num_classes"], patch_size=config["input_patch_size"],
       embed_dim=config["embed_dim"], conv_bias=bool(config["conv_bias"]),
-      num_layers=config["encoder_layers"], encoder_dim=config["encoder_embed_dim"],
-      ffn_dim=config["encoder_ffn_embed_dim"], num_heads=config["encoder_attention_heads"],
-      deep_norm=bool(config["deep_norm"]), conv_pos=config["conv_pos"],
-      conv_pos_groups=config["conv_pos_groups"],
-      relative_position_embedding=bool(config["relative_position_embedding"]),
-      num_buckets=config["num_buckets"], max_distance=config["max_distance"],
-      gru_rel_pos=bool(config["gru_rel_pos"]), dropout=float(config["dropout"]),
-      attention_dropout=float(config["attention_dropout"]),
-      activation_dropout=float(config["activation_dropout"]),
-      dropout_input=float(config["dropout_input"]), layerdrop=float(config["encoder_layerdrop"]),
-      predictor_dropout=float(config["predictor_dropout"]),
-      gradient_decay=float(config["layer_wise_gradient_decay_ratio"]))
+      encoder_dim=config["encoder_embed_dim"], encoder=encoder,
+      dropout_input=float(config["dropout_input"]),
+      predictor_dropout=float(config["predictor_dropout"]))
 
 
 def output_activation(config: dict) -> str:
