@@ -1,4 +1,4 @@
-"""BEATs through the stages: predict, the zero-shot sweep from an upstream file, one fine-tuning step.
+"""BEATs through the stages: predict, the zero-shot sweep from an upstream file, a fine-tuning step.
 
 All use the golden tiny model of ../shared/golden/beats (3 layers of 96): as converted (19 classes),
 or saved again in BEATs' format with a 527-class AudioSet predictor for the zero-shot path.

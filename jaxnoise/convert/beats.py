@@ -1,4 +1,4 @@
-"""Key map for BEATs' released checkpoints (``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt``, ...).
+"""Key map for BEATs' released checkpoints (``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt``).
 
 Layout read: ``{'cfg': <BEATsConfig fields>, 'model': <state dict>}`` as upstream's README loads it;
 anything else in the file (the fine-tuned files' 'label_dict') is ignored. The architecture comes
@@ -48,7 +48,11 @@ def read_checkpoint(path) -> tuple[dict, dict]:
 
 
 def infer_config(arch: str, tensors: dict, upstream_config: dict) -> dict:
-  """The jaxnoise config of a checkpoint's 'cfg'; ConversionError names missing or unsupported fields."""
+  """The jaxnoise config of a checkpoint's 'cfg'.
+
+  Raises:
+    ConversionError: naming the fields that are missing or describe a variant not implemented.
+  """
   if arch != "beats":
     raise ConversionError(f"the BEATs converter handles 'beats', not {arch!r}")
   del tensors  # every field comes from cfg; the shapes are checked against it afterwards
@@ -67,7 +71,8 @@ def infer_config(arch: str, tensors: dict, upstream_config: dict) -> dict:
 
 
 def fold_weight_norm(gain: np.ndarray, direction: np.ndarray) -> np.ndarray:
-  """Weight norm over dim 2: ``(1, 1, K)`` gain, ``(out, in, K)`` direction -> ``(out, in, K)`` weight."""
+  """Weight norm over dim 2: gain ``(1, 1, K)`` and direction ``(out, in, K)`` -> the weight
+  ``(out, in, K)``, normalising each kernel tap over both channel axes."""
   gain = np.asarray(gain, np.float64)
   direction = np.asarray(direction, np.float64)
   norm = np.sqrt(np.sum(np.square(direction), axis=(0, 1), keepdims=True))

@@ -18,7 +18,7 @@ bucket and head serves every layer, and each layer scales it per query and head 
 from its unscaled queries.
 
 Padding. ``padding_mask`` [batch, frames] (True on padded frames, from ``frame_padding_mask``)
-marks the padded part of files of different lengths batched together. As upstream, masked tokens
+marks the padded part of files of different lengths batched together (``apply_padded``). As upstream, masked tokens
 are zeroed before the positional convolution, never attended to, and left out of the token mean.
 Upstream's masks come from plain reshapes (``reduce_padding_mask``), which can mark up to a time
 patch of real audio as padded; that is reproduced, not corrected. Where every token of a clip is
@@ -49,7 +49,7 @@ SAMPLE_RATE = frontends.BEATS_SAMPLE_RATE
 # The Kaldi mel bank spans 20 Hz to Nyquist: the model sees nothing outside it.
 BAND = (frontends.KALDI_FMIN, SAMPLE_RATE / 2)
 LAYER_NORM_EPSILON = 1e-5
-# The predictor's gate splits its 8 outputs into two groups of 4, each summed before a sigmoid.
+# The relative-bias gate's Linear has 8 outputs, summed in two groups of 4 before each sigmoid.
 GATE_FEATURES = 8
 AUDIOSET_CLASSES = labels.AUDIOSET_NUM_CLASSES
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
@@ -151,7 +151,8 @@ def reduce_padding_mask(mask: jax.Array, length: int) -> jax.Array:
 
 
 def frame_padding_mask(sample_mask: jax.Array) -> jax.Array:
-  """Padded samples ``[batch, samples]`` (True = padding) -> padded fbank frames ``[batch, frames]``."""
+  """Padded samples ``[batch, samples]`` (True = padding) -> padded fbank frames
+  ``[batch, frames]``."""
   samples = sample_mask.shape[-1]
   frames = 1 + (samples - frontends.KALDI_FRAME_LENGTH) // frontends.KALDI_HOP
   return reduce_padding_mask(sample_mask, frames)
@@ -160,6 +161,13 @@ def frame_padding_mask(sample_mask: jax.Array) -> jax.Array:
 def lengths_padding_mask(lengths, samples: int) -> np.ndarray:
   """Sample mask ``[batch, samples]`` of files of ``lengths`` zero-padded to ``samples``."""
   return np.arange(samples)[None, :] >= np.asarray(lengths)[:, None]
+
+
+def apply_padded(spec: ModelSpec, variables, waveforms: jax.Array, lengths) -> dict:
+  """Eval outputs for files of different ``lengths`` zero-padded into ``waveforms [batch, samples]``,
+  each file's padding masked as upstream's ``padding_mask`` does."""
+  mask = frame_padding_mask(lengths_padding_mask(lengths, waveforms.shape[-1]))
+  return spec.network.apply(variables, spec.features(waveforms), train=False, padding_mask=mask)
 
 
 class SelfAttention(nn.Module):
