@@ -146,6 +146,8 @@ def test_unsupported_or_incomplete_cfg_is_refused_by_name(checkpoint, cfg_change
 
 def test_foreign_checkpoints_are_refused(tmp_path, golden_dir, checkpoint):
   tensors, _ = checkpoint
+  with pytest.raises(ConversionError, match="tensors.pt: .*whose 'cfg' holds it"):
+    convert.convert_tensors("beats", tensors, source="tensors.pt")
   bare = tmp_path / "bare_state_dict.pt"
   torch.save({key: torch.from_numpy(np.array(value)) for key, value in tensors.items()}, bare)
   for path in (bare, golden_dir / "htsat" / "htsat_tiny_esc19.ckpt"):

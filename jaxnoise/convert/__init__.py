@@ -47,7 +47,7 @@ def convert_tensors(arch: str, tensors: dict, *, source: str, config_overrides=N
     else:
       config = module.infer_config(arch, tensors, upstream_config)
   except ConversionError as error:
-    # The family converters see only tensors; name the file whose tensors they refused.
+    # The family converters see only tensors (and a stored config); name the file they refused.
     raise ConversionError(f"{source}: {error}") from None
   config.update(config_overrides or {})
   spec = registry.build_spec(arch, config)

@@ -47,7 +47,7 @@ def read_checkpoint(path) -> tuple[dict, dict]:
   return to_numpy_state_dict(raw["model"], str(path)), dict(raw["cfg"])
 
 
-def infer_config(arch: str, tensors: dict, upstream_config: dict) -> dict:
+def infer_config(arch: str, tensors: dict, upstream_config: dict | None = None) -> dict:
   """The jaxnoise config of a checkpoint's 'cfg'.
 
   Raises:
@@ -56,6 +56,9 @@ def infer_config(arch: str, tensors: dict, upstream_config: dict) -> dict:
   if arch != "beats":
     raise ConversionError(f"the BEATs converter handles 'beats', not {arch!r}")
   del tensors  # every field comes from cfg; the shapes are checked against it afterwards
+  if upstream_config is None:
+    raise ConversionError("a BEATs state dict alone does not say its architecture; convert the "
+                          "checkpoint file, whose 'cfg' holds it")
   wanted = SHARED_FIELDS + ("predictor_class",) + tuple(REQUIRED_VALUES)
   missing = [field for field in wanted if field not in upstream_config]
   if missing:
