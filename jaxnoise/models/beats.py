@@ -127,10 +127,10 @@ def relative_position_buckets(length: int, num_buckets: int, max_distance: int) 
   exact = half // 2
   offset = np.arange(length)[None, :] - np.arange(length)[:, None]
   distance = np.abs(offset)
-  # float32 log and truncation, as upstream (the same buckets as exact arithmetic up to 20000).
-  with np.errstate(divide="ignore"):
-    ratio = (np.log(np.maximum(distance, 1).astype(np.float32) / np.float32(exact))
-             / np.float32(math.log(max_distance / exact)))
+  # float32 log and truncation, as upstream (the same buckets as exact arithmetic up to 20000);
+  # distances below ``exact`` take the other branch, so the clamp to 1 only avoids log(0).
+  ratio = (np.log(np.maximum(distance, 1).astype(np.float32) / np.float32(exact))
+           / np.float32(math.log(max_distance / exact)))
   far = exact + (ratio * np.float32(half - exact)).astype(np.int64)
   far = np.minimum(far, half - 1)
   bucket = np.where(distance < exact, distance, far) + np.where(offset > 0, half, 0)
@@ -194,10 +194,9 @@ class SelfAttention(nn.Module):
         # One gate per query row and head, from the unscaled query; the same Linear for all heads.
         gate_in = nn.Dense(GATE_FEATURES, name="grep_linear")(query)  # [batch, tokens, heads, 8]
         self.sow("intermediates", "grep_linear_out", jnp.transpose(gate_in, (0, 2, 1, 3)))
-        gate_a, gate_b = jnp.split(
-            jax.nn.sigmoid(gate_in.reshape(batch, tokens, self.num_heads, 2, -1).sum(-1)), 2, -1)
+        gates = jax.nn.sigmoid(gate_in.reshape(batch, tokens, self.num_heads, 2, -1).sum(-1))
         grep_a = self.param("grep_a", nn.initializers.ones, (self.num_heads,), jnp.float32)
-        gate = gate_a[..., 0] * (gate_b[..., 0] * grep_a - 1.0) + 2.0  # [batch, tokens, heads]
+        gate = gates[..., 0] * (gates[..., 1] * grep_a - 1.0) + 2.0  # [batch, tokens, heads]
         logits = logits + jnp.transpose(gate, (0, 2, 1))[..., None] * bias
       else:
         logits = logits + bias
