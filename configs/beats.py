@@ -7,15 +7,17 @@ The checkpoint is a released BEATs file (microsoft/unilm ``beats/``; a converted
 directory works as well); its 527-class predictor is replaced by a fresh 19-class one, trained with
 softmax cross-entropy on the token-averaged logits.
 From the checkpoint's own 'cfg' (kept by the converter, applied by the model in training): layer
-drop 0.05, layer-wise gradient decay 0.6 and the dropouts of the release.
+drop (0.05 in the golden copy of the released configuration), layer-wise gradient decay (0.6) and
+the release's dropouts.
 Assumed (the BEATs paper's ESC-50 fine-tuning table was not available to check; these follow the
 fine-tuning of comparable audio transformers, AST and HTS-AT): AdamW, peak learning rate 5e-5,
 weight decay 0.01, 30 epochs of batch 64; a linear warm-up over the first 19 updates (2 epochs of
 the 608 esc19 training clips of a fold), then a linear decay from epoch 2 to 0.01 of the peak at
-epoch 30; SpecAugment-style masking of the fbank (2 x up to 48 frames,
-2 x up to 16 mel bins) together with mixup (alpha 0.5, labels mixed) on every batch. Upstream
-fine-tunes ESC-50 from the self-supervised checkpoint (no predictor), which this converter does not
-accept; the AS2M fine-tuned release is the starting point here, as HTS-AT's and EfficientAT's.
+epoch 30; SpecAugment-style masking of the fbank (2 bands of 0-47 frames and 2 of 0-15 mel bins,
+set to 0, which is the published fbank mean after normalisation) together with mixup (alpha 0.5,
+labels mixed) on every batch.
+A self-supervised BEATs checkpoint (no predictor, ``finetuned_model`` False) is refused by the
+converter, so the AS2M fine-tuned release is the starting point, as for HTS-AT and EfficientAT.
 """
 from configs import base
 
