@@ -11,7 +11,7 @@ sweep achieves as a share of that peak. Timings are printed, never asserted.
 
   python benchmarks/sweep.py --model mn04 [--clips 16] [--study-clips 4] [--repeats 2]
   models: mn04 (the real mn04_as when ../shared is present), mn40, cnn10, tfnet, htsat,
-  panns_cnn10 (random weights of the published shapes: speed does not depend on the values)
+  panns_cnn10, beats (random weights of the published shapes: speed does not depend on the values)
 """
 import argparse
 import pathlib
@@ -47,6 +47,7 @@ PRESETS = {  # name: (arch, config overrides)
     "cnn10": ("cnn10", {"labels": list(ESC19_NAMES)}),
     "tfnet": ("tfnet", {"labels": list(ESC19_NAMES)}),
     "htsat": ("htsat", {}),
+    "beats": ("beats", {}),
     "panns_cnn10": ("panns_cnn10", {}),
 }
 

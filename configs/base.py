@@ -17,7 +17,7 @@ def get_config():
   config.modes = ("train", "sweep", "report")
 
   config.model = ml_collections.ConfigDict()
-  config.model.arch = "cnn10"             # cnn10 | tfnet | panns_cnn10 | mn | htsat
+  config.model.arch = "cnn10"             # cnn10 | tfnet | panns_cnn10 | mn | htsat | beats
   config.model.name = ""                  # label in tables and plots; defaults to arch
   config.model.overrides = ml_collections.ConfigDict()  # architecture config (width, ...)
   # A converted model directory, or an upstream PyTorch checkpoint converted on the fly and cached.

@@ -5,8 +5,10 @@
 The default model is EfficientAT's real ``mn04_as`` (AudioSet, 0.98 M parameters), read from
 ``../shared/golden/mn/mn04_as_mAP_432.pt`` when that folder is beside the repository (or under
 ``$JAXNOISE_SHARED``), else from ``~/.cache/jaxnoise/checkpoints/mn04_as_mAP_432.pt`` (downloaded
-there from EfficientAT's releases when missing and online). Any converted mn / HTS-AT / PANNs directory or upstream checkpoint works:
-  --config.model.checkpoint=PATH [--config.model.arch=htsat|panns_cnn10|mn] [--config.model.name=...]
+there from EfficientAT's releases when missing and online). Any converted mn / HTS-AT / PANNs / BEATs directory or upstream checkpoint works:
+  --config.model.checkpoint=PATH [--config.model.arch=htsat|panns_cnn10|mn|beats] [--config.model.name=...]
+e.g. BEATs' AudioSet release: --config.model.arch=beats
+  --config.model.checkpoint=PATH/BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt
 Its 527 AudioSet scores become ESC-50 class scores through jaxnoise.data.zero_shot (each ESC class
 scores the max of its mapped AudioSet classes). Data: ``--config.data.root=DIR`` (ESC-50 layout);
 by default ``../shared/data/esc50`` if present, else the cache (downloaded once when online).

@@ -80,3 +80,30 @@ def write_esc50(root, clips) -> pathlib.Path:
     rows.append(f"{name},{fold},{target},{esc50.CLASS_NAMES[target]},False,{source},A")
   (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
   return root
+
+
+def flat_variables(tree) -> dict:
+  """``{'['params']['layer']['kernel']': numpy array}`` of a variable tree."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  return {jax.tree_util.keystr(path): np.asarray(leaf)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def assert_same_variables(first, second):
+  """The two variable trees have the same paths and bit-identical values."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  first, second = flat_variables(first), flat_variables(second)
+  assert sorted(first) == sorted(second)
+  for key, value in first.items():
+    np.testing.assert_array_equal(value, second[key], err_msg=key)
+
+
+def edited_tensors(tensors, drop=(), add=None, reshape=None) -> dict:
+  """An upstream state dict with keys dropped, added, or replaced by zeros of another shape."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  result = {key: value for key, value in tensors.items() if key not in drop}
+  result.update(add or {})
+  for key, shape in (reshape or {}).items():
+    result[key] = np.zeros(shape, np.float32)
+  return result

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import assert_same_variables, edited_tensors
 from jaxnoise import convert
 from jaxnoise.convert import htsat as htsat_converter
 from jaxnoise.convert.keymap import StateDictReader
@@ -34,18 +35,6 @@ def tensors(checkpoint_path):
 @pytest.fixture(scope="module")
 def converted(tensors):
   return convert.convert_tensors("htsat", tensors, source="golden")
-
-
-def flat(tree):
-  return {jax.tree_util.keystr(path): np.asarray(leaf)
-          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def assert_same_variables(first, second):
-  first, second = flat(first), flat(second)
-  assert sorted(first) == sorted(second)
-  for key, value in first.items():
-    np.testing.assert_array_equal(value, second[key], err_msg=key)
 
 
 def test_infers_the_golden_architecture(tensors, converted):
@@ -124,14 +113,6 @@ def test_accepts_the_full_audioset_manifest_and_counts_upstreams_parameters(gold
   assert params + head + frontend == manifest["parameter_count"] == 31_325_143
 
 
-def edited(tensors, drop=(), add=None, reshape=None):
-  result = {key: value for key, value in tensors.items() if key not in drop}
-  result.update(add or {})
-  for key, shape in (reshape or {}).items():
-    result[key] = np.zeros(shape, np.float32)
-  return result
-
-
 @pytest.mark.parametrize("change,message", [
     ({"add": {"layers.0.blocks.0.attn.extra": np.zeros(3, np.float32)}},
      "unknown upstream keys.*layers.0.blocks.0.attn.extra"),
@@ -145,7 +126,7 @@ def edited(tensors, drop=(), add=None, reshape=None):
 ])
 def test_conversion_errors_name_the_key(tensors, change, message):
   with pytest.raises(ConversionError, match=f"(?s){message}"):
-    convert.convert_tensors("htsat", edited(tensors, **change), source="edited.ckpt")
+    convert.convert_tensors("htsat", edited_tensors(tensors, **change), source="edited.ckpt")
 
 
 def test_head_mismatch_needs_the_flag_and_then_replaces_only_the_head(tensors, converted):

@@ -218,7 +218,7 @@ def test_study_configs_load_with_config_flags():
   from absl import flags  # pylint: disable=import-outside-toplevel
   from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
   for name, arch in (("cnn10", "cnn10"), ("tfnet", "tfnet"), ("mn40_as", "mn"),
-                     ("htsat", "htsat")):
+                     ("htsat", "htsat"), ("beats", "beats")):
     flag_values = flags.FlagValues()
     config_flags.DEFINE_config_file("config", None, "config file", flag_values=flag_values)
     flag_values(["launch.py", f"--config={REPO_ROOT / 'configs' / f'{name}.py'}"])
@@ -228,7 +228,8 @@ def test_study_configs_load_with_config_flags():
     schedule = optim.learning_rate_schedule(config.train, steps_per_epoch=608 / 64)
     assert float(schedule(0)) > 0 and optim.optimizer(config.train, schedule) is not None
     steps = loop.total_steps(config.train, 608)
-    assert steps == {"cnn10": 4500, "tfnet": 4500, "mn40_as": 475, "htsat": 950}[name]
+    assert steps == {"cnn10": 4500, "tfnet": 4500, "mn40_as": 475, "htsat": 950,
+                     "beats": 285}[name]
 
 
 # --- Data order ---------------------------------------------------------------------------------

@@ -1,1 +1,1 @@
-"""Audio loading, resampling, filterbanks and the three log-mel frontends."""
+"""Audio loading, resampling, filterbanks and the four log-mel frontends (the study's, BEATs')."""

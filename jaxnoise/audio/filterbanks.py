@@ -1,4 +1,4 @@
-"""Mel filterbanks of the three upstream conventions, as ``[frequency_bins, mels]`` matrices.
+"""Mel filterbanks and windows of the upstream conventions, as ``[frequency_bins, mels]`` matrices.
 
 Slaney banks come from librosa (built once per parameter set, on the host); the Kaldi bank is written
 out here, in any array namespace, because EfficientAT's training augmentation redraws its edges for
@@ -62,6 +62,11 @@ def hann(length: int, symmetric: bool) -> np.ndarray:
   denominator = length - 1 if symmetric else length
   n = np.arange(length)
   return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / denominator)
+
+
+def povey(length: int) -> np.ndarray:
+  """Kaldi's "povey" window: a symmetric Hann raised to the power 0.85 (``[length]``)."""
+  return hann(length, symmetric=True) ** 0.85
 
 
 def centre_pad(window: np.ndarray, length: int) -> np.ndarray:

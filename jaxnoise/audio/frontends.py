@@ -1,4 +1,4 @@
-"""The three log-mel frontends of the study's models, as pure jit-able JAX functions.
+"""The log-mel frontends of the study's models and of BEATs, as pure jit-able JAX functions.
 
 All take a float waveform ``[batch, samples]`` at the model's rate and return ``[batch, frames, mels]``
 float32. Filterbanks and windows are host constants built once; framing uses slices of a hop-strided
@@ -7,6 +7,7 @@ view (no gather), the DFT is an rfft, and the mel projection a matmul.
 1. ``tfnet_logmel`` / ``tfnet_input``: the TFNet repository (CNN10, TFNet), 44.1 kHz.
 2. ``torchlibrosa_logmel``: PANNs and HTS-AT, 32 kHz.
 3. ``efficientat_logmel``: EfficientAT MobileNetV3, 32 kHz.
+4. ``kaldi_fbank`` / ``beats_fbank``: torchaudio's Kaldi-compatible fbank, BEATs, 16 kHz.
 """
 import functools
 
@@ -198,3 +199,61 @@ def efficientat_logmel_augmented(waveform: jax.Array, rng: jax.Array, *, sample_
           - jax.random.randint(high_key, (), 0, fmax_range).astype(jnp.float32))
   mel_bank = filterbanks.kaldi_mel(sample_rate, n_fft, n_mels, low, high, xp=jnp)
   return _efficientat_from_bank(waveform, mel_bank, n_fft, win_length, hop)
+
+
+# --- 4. Kaldi fbank (torchaudio.compliance.kaldi.fbank; BEATs) ---------------------------------
+KALDI_FRAME_LENGTH = 400  # 25 ms at 16 kHz
+KALDI_HOP = 160  # 10 ms
+KALDI_N_FFT = 512  # the frame length rounded up to a power of two
+KALDI_PREEMPHASIS = 0.97
+KALDI_FMIN = 20.0
+# Kaldi floors the mel energies at float32's machine epsilon (in any precision).
+KALDI_LOG_FLOOR = float(np.finfo(np.float32).eps)
+BEATS_SAMPLE_RATE = 16000
+BEATS_MELS = 128
+# BEATs feeds 16-bit-scaled audio to the fbank and normalises with its AudioSet statistics; the
+# divisor is twice the std, as upstream's preprocess.
+BEATS_INPUT_SCALE = 2.0 ** 15
+BEATS_FBANK_MEAN = 15.41663
+BEATS_FBANK_STD = 6.55582
+
+
+@functools.partial(jax.jit, static_argnames=("sample_rate", "n_mels", "fmin"))
+def kaldi_fbank(waveform: jax.Array, *, sample_rate: int = BEATS_SAMPLE_RATE,
+                n_mels: int = BEATS_MELS, fmin: float = KALDI_FMIN) -> jax.Array:
+  """Kaldi log-mel fbank: ``[batch, samples]`` -> ``[batch, 1 + (samples - 400) // 160, n_mels]``.
+
+  torchaudio's defaults with dither 0: 25-ms frames every 10 ms that fit completely (no padding),
+  per frame DC removal, pre-emphasis 0.97 and the povey window, a 512-point power spectrum, the
+  Kaldi mel bank from ``fmin`` to Nyquist, and ``ln(max(energy, eps))``.
+  """
+  samples = waveform.shape[-1]
+  if samples < KALDI_FRAME_LENGTH:
+    raise ValueError(f"the Kaldi fbank needs at least {KALDI_FRAME_LENGTH} samples per clip (one "
+                     f"25-ms frame), got waveform of shape {waveform.shape}")
+  mel_bank = filterbanks.kaldi_mel(sample_rate, KALDI_N_FFT, n_mels, fmin, sample_rate / 2)
+  window = jnp.asarray(filterbanks.povey(KALDI_FRAME_LENGTH), jnp.float32)
+
+  def fbank(clips):
+    frames = frame(clips, KALDI_FRAME_LENGTH, KALDI_HOP)
+    frames = frames - jnp.mean(frames, axis=-1, keepdims=True)
+    # Kaldi pre-emphasises inside each frame, its first sample against itself (unlike
+    # ``preemphasis`` above, which runs over the whole clip and drops a sample).
+    previous = jnp.concatenate([frames[..., :1], frames[..., :-1]], axis=-1)
+    frames = (frames - KALDI_PREEMPHASIS * previous) * window
+    spectrum = jnp.fft.rfft(frames, n=KALDI_N_FFT, axis=-1)
+    power = jnp.square(spectrum.real) + jnp.square(spectrum.imag)
+    return jnp.log(jnp.maximum(power @ mel_bank, KALDI_LOG_FLOOR))
+
+  return map_over_clips(fbank, waveform.astype(jnp.float32))
+
+
+@jax.jit
+def beats_fbank(waveform: jax.Array) -> jax.Array:
+  """BEATs' ``preprocess``: ``[batch, samples]`` at 16 kHz in [-1, 1] -> ``[batch, frames, 128]``.
+
+  The waveform is scaled by 2^15 (upstream's fbank takes 16-bit sample values), then normalised
+  with the published fbank mean and twice the std.
+  """
+  fbank = kaldi_fbank(waveform.astype(jnp.float32) * BEATS_INPUT_SCALE)
+  return (fbank - BEATS_FBANK_MEAN) / (2.0 * BEATS_FBANK_STD)

@@ -1,8 +1,10 @@
 """Converting upstream PyTorch checkpoints into jaxnoise model directories.
 
-Each family module (``cnn``, ``mobilenet``, ``htsat``) exposes:
+Each family module (``cnn``, ``mobilenet``, ``htsat``, ``beats``) exposes:
   ``read_tensors(path) -> {key: np.ndarray}``: the state dict out of the upstream file layout;
   ``infer_config(arch, tensors) -> dict``: the architecture config the tensors imply;
+  or, where the file carries its own config (BEATs' 'cfg'), ``read_checkpoint(path) ->
+  (tensors, upstream_config)`` and ``infer_config(arch, tensors, upstream_config)``;
   ``to_flax(arch, reader, config) -> variables``: the key map, reading through a StateDictReader;
   ``HEAD_PATHS[arch]``: glob patterns of the classifier-head variables.
 """
@@ -21,6 +23,7 @@ CONVERTER_MODULES = {
     "panns_cnn10": "jaxnoise.convert.cnn",
     "mn": "jaxnoise.convert.mobilenet",
     "htsat": "jaxnoise.convert.htsat",
+    "beats": "jaxnoise.convert.beats",
 }
 
 
@@ -32,13 +35,19 @@ def converter(arch: str):
 
 
 def convert_tensors(arch: str, tensors: dict, *, source: str, config_overrides=None,
-                    allow_head_mismatch: bool = False):
-  """Upstream tensors -> ``(spec, variables)``, checked key by key and shape by shape."""
+                    allow_head_mismatch: bool = False, upstream_config: dict | None = None):
+  """Upstream tensors -> ``(spec, variables)``, checked key by key and shape by shape.
+
+  ``upstream_config`` is the configuration stored in the file, for families whose files carry one.
+  """
   module = converter(arch)
   try:
-    config = module.infer_config(arch, tensors)
+    if upstream_config is None:
+      config = module.infer_config(arch, tensors)
+    else:
+      config = module.infer_config(arch, tensors, upstream_config)
   except ConversionError as error:
-    # The family converters see only tensors; name the file whose tensors they refused.
+    # The family converters see only tensors (and a stored config); name the file they refused.
     raise ConversionError(f"{source}: {error}") from None
   config.update(config_overrides or {})
   spec = registry.build_spec(arch, config)
@@ -56,9 +65,13 @@ def convert_tensors(arch: str, tensors: dict, *, source: str, config_overrides=N
 def convert_checkpoint(arch: str, src, *, config_overrides=None,
                        allow_head_mismatch: bool = False):
   """Reads the upstream file ``src`` and converts it; see ``convert_tensors``."""
-  tensors = converter(arch).read_tensors(src)
+  module = converter(arch)
+  if hasattr(module, "read_checkpoint"):
+    tensors, upstream_config = module.read_checkpoint(src)
+  else:
+    tensors, upstream_config = module.read_tensors(src), None
   return convert_tensors(arch, tensors, source=str(src), config_overrides=config_overrides,
-                         allow_head_mismatch=allow_head_mismatch)
+                         allow_head_mismatch=allow_head_mismatch, upstream_config=upstream_config)
 
 
 def convert_to_directory(arch: str, src, out, **kwargs) -> pathlib.Path:

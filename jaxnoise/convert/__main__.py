@@ -13,7 +13,7 @@ def parse_args(argv):
   parser = argparse.ArgumentParser(prog="python -m jaxnoise.convert", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--arch", required=True,
-                      choices=["cnn10", "tfnet", "panns_cnn10", "mn", "htsat"])
+                      choices=["cnn10", "tfnet", "panns_cnn10", "mn", "htsat", "beats"])
   parser.add_argument("--src", required=True, help="upstream checkpoint (.pt, .pth, .ckpt)")
   parser.add_argument("--out", required=True, help="output model directory (replaced)")
   parser.add_argument("--allow-head-mismatch", action="store_true",

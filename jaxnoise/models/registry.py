@@ -13,6 +13,7 @@ FAMILY_MODULES = {
     "panns_cnn10": "jaxnoise.models.panns_cnn10",
     "mn": "jaxnoise.models.mobilenet",
     "htsat": "jaxnoise.models.htsat",
+    "beats": "jaxnoise.models.beats",
 }
 
 

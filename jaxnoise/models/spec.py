@@ -19,7 +19,7 @@ class ModelSpec:
   """A model family instance, fully configured.
 
   Attributes:
-    arch: registry name of the family ('cnn10', 'tfnet', 'panns_cnn10', 'mn', 'htsat').
+    arch: registry name of the family ('cnn10', 'tfnet', 'panns_cnn10', 'mn', 'htsat', 'beats').
     config: JSON-serialisable constructor arguments of the network (class count, widths, ...).
     sample_rate: rate in Hz of the waveform the frontend takes.
     clip_seconds: clip length the model was trained on; shorter clips are padded by the loader.
