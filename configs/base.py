@@ -71,6 +71,9 @@ def get_config():
   config.sweep.snrs = STUDY_SNRS
   config.sweep.realisations = 1           # K noise draws per type (mean and 95% interval)
   config.sweep.fresh_noise_per_clip = False  # the study mixes one nominal realisation into all
+  # How colors are shaped (jaxnoise/noise/colored.py): "psd" (f ** exponent, DC zeroed) or "study"
+  # (the study's MATLAB routine: bin i from 1 at DC times i ** (exponent / 2)).
+  config.sweep.colored_generator = "psd"
   # Clips per compiled call: memory stays flat. 8 suits a CPU (mn04 and HTS-AT ran fastest with
   # 8 clips per network call there; raise it on an accelerator).
   config.sweep.chunk_clips = 8

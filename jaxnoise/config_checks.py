@@ -17,6 +17,7 @@ import pathlib
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError
 from jaxnoise.models import registry
+from jaxnoise.noise.colored import GENERATORS
 from jaxnoise.sweep import store
 from jaxnoise.train import optim, steps
 
@@ -115,6 +116,9 @@ def check_sweep_config(sweep_config) -> tuple[float, ...]:
     integer(sweep_config[key], f"config.sweep.{key}", 1)
   integer(sweep_config.snr_batch, "config.sweep.snr_batch (-1 automatic, 0 all)", -1)
   integer(sweep_config.snr_devices, "config.sweep.snr_devices (0 automatic)", 0)
+  if sweep_config.colored_generator not in GENERATORS:
+    raise ConfigError(f"config.sweep.colored_generator={sweep_config.colored_generator!r}: "
+                      f"expected one of {', '.join(GENERATORS)}")
   if not tuple(sweep_config.noises) + tuple(sweep_config.noise_paths):
     raise ConfigError("config.sweep.noises is empty: give at least one noise (white, pink, brown, "
                       "blue, violet, esc50:<class>, or a file or folder)")

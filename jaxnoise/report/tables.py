@@ -44,7 +44,7 @@ def noise_power_rows(noise_types, models, seed: int) -> list[dict]:
     length = int(round(spec.sample_rate * esc50.CLIP_SECONDS))
     noises = {noise.name: sweep_noises.nominal_noise(noise, 0, seed, spec.sample_rate, length)
               for noise in noise_types}
-    sources = {noise.name: (f"{noise.color} seed {seed}" if noise.color
+    sources = {noise.name: (f"{noise.color} ({noise.generator}) seed {seed}" if noise.color
                             else str(noise.recordings[0])) for noise in noise_types}
     for row in noise_lib.nominal_noise_power(noises, sources, spec.sample_rate, [spec.band]):
       rows.append({"model": swept.name, **row})
