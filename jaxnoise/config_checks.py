@@ -122,12 +122,26 @@ def check_sweep_config(sweep_config) -> tuple[float, ...]:
   if not tuple(sweep_config.noises) + tuple(sweep_config.noise_paths):
     raise ConfigError("config.sweep.noises is empty: give at least one noise (white, pink, brown, "
                       "blue, violet, esc50:<class>, or a file or folder)")
+  check_model_fold(sweep_config.model_fold)
   unknown = [fold for fold in tuple(sweep_config.folds)
              if isinstance(fold, bool) or fold not in esc50.FOLDS]
   if unknown:
     raise ConfigError(f"config.sweep.folds={tuple(sweep_config.folds)}: folds {unknown} are not "
                       f"ESC-50 folds {esc50.FOLDS}")
   return snrs
+
+
+def check_model_fold(value):
+  """``config.sweep.model_fold`` as "all", "best" or a fold number (an int, or its digits as the
+  command line gives them); ConfigError otherwise."""
+  text = str(value).strip()
+  if text in ("all", "best"):
+    return text
+  if not isinstance(value, bool) and text.isdigit() and int(text) in esc50.FOLDS:
+    return int(text)
+  raise ConfigError(f"config.sweep.model_fold={value!r}: expected 'all' (every fold model on its "
+                    f"own test fold), 'best' (the fold with the highest test accuracy in training)"
+                    f" or a fold number of {esc50.FOLDS}")
 
 
 def check_report_config(report_config):
@@ -140,6 +154,22 @@ def check_report_config(report_config):
     if not path.is_file():
       raise ConfigError(f"config.report.compare_workdirs: {path} does not exist; list workdirs "
                         "of finished sweeps")
+
+
+def check_fold_to_sweep(config, modes, workdir) -> None:
+  """A fold chosen by ``config.sweep.model_fold`` will exist when the sweep starts: trained by
+  this run (a fold of config.data.test_folds) or already in ``workdir``'s training results."""
+  choice = check_model_fold(config.sweep.model_fold)
+  if choice == "all":
+    return
+  if "train" in modes:
+    folds = check_test_folds(config.data)
+    if choice != "best" and choice not in folds:
+      raise ConfigError(f"config.sweep.model_fold={choice}: this run trains test folds {folds} "
+                        "only; choose one of them, 'best' or 'all'")
+    return
+  from jaxnoise.sweep import model as model_lib  # pylint: disable=import-outside-toplevel
+  model_lib.chosen_fold(choice, workdir)
 
 
 def check_config(config, modes, workdir=None) -> None:
@@ -172,6 +202,7 @@ def check_config(config, modes, workdir=None) -> None:
   if "sweep" in modes:
     from jaxnoise.sweep import run as sweep_run  # pylint: disable=import-outside-toplevel
     sweep_run.resolve_inputs(config)
+    check_fold_to_sweep(config, modes, workdir)
   if config.model.checkpoint and ("train" in modes or "sweep" in modes):
     from jaxnoise.sweep import model as model_lib  # pylint: disable=import-outside-toplevel
     trained = workdir is not None and any(pathlib.Path(workdir).glob("fold*/model/config.json"))

@@ -161,6 +161,14 @@ def write_report(config, workdir) -> dict:
   store.atomic_write_csv(table_files["complexity"], tables.COMPLEXITY_COLUMNS, complexity)
   store.atomic_write_csv(table_files["noise_power"], tables.NOISE_POWER_COLUMNS, noise_power)
   store.atomic_write_csv(table_files["accuracy_by_snr"], *pivot)
+  inference_vs_test = tables.inference_vs_test_rows(
+      run_info.get("models", []), model_lib.read_fold_results(workdir),
+      store.read_accuracy(workdir), run_info.get("config", {}).get("sweep", {}).get(
+          "inference_root", ""))
+  if inference_vs_test:
+    table_files["inference_vs_test"] = out_dir / "inference_vs_test.csv"
+    store.atomic_write_csv(table_files["inference_vs_test"], tables.INFERENCE_VS_TEST_COLUMNS,
+                           inference_vs_test)
   confusions, spectrograms = [], []
   spectrogram_file = inputs.tested[0].filename
   for name in own_models:
@@ -190,6 +198,12 @@ def write_report(config, workdir) -> dict:
        None, [("all noises", link(written["accuracy"]["overview"]))]),
       ("Accuracy", "Per model and noise; columns: SNR in dB.", pivot, []),
       ("Robustness", robustness_text, (robustness_columns, robustness), []),
+      *([("Test accuracy vs clean accuracy of the swept set (the study's Table 4.5)",
+          "test_accuracy: the swept fold model(s) on their test fold(s) at the end of training "
+          "(clip-weighted over folds); clean_accuracy: the same model(s) on the swept set without "
+          "noise; accuracy_loss_percent: 100 (test - clean) / test.",
+          (tables.INFERENCE_VS_TEST_COLUMNS, inference_vs_test), [])] if inference_vs_test
+        else []),
       ("Model complexity", "FLOPs per clip from XLA's cost analysis (frontend + network, batch 1).",
        (tables.COMPLEXITY_COLUMNS, complexity), []),
       ("Nominal noise power per model band", "In-band power of the nominal realisation of each "

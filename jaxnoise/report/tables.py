@@ -10,6 +10,7 @@ import numpy as np
 
 from jaxnoise import noise as noise_lib
 from jaxnoise.data import esc50
+from jaxnoise.report import metrics
 from jaxnoise.sweep import noises as sweep_noises
 from jaxnoise.sweep import store
 
@@ -53,6 +54,52 @@ def noise_power_rows(noise_types, models, seed: int) -> list[dict]:
 
 NOISE_POWER_COLUMNS = ("model", "noise", "sample_rate", "fmin", "fmax", "band_power",
                        "band_power_db", "source")
+
+
+INFERENCE_VS_TEST_COLUMNS = ("model", "test_folds", "test_clips", "test_accuracy", "swept_set",
+                             "swept_clips", "clean_accuracy", "accuracy_loss_percent")
+
+
+def inference_vs_test_rows(run_models, fold_results: dict, accuracy_rows,
+                           inference_root: str = "") -> list[dict]:
+  """The study's Table 4.5: per swept model, its test accuracy in training against the clean
+  accuracy of the set the sweep swept, and the relative loss ``100 (test - clean) / test``.
+
+  Args:
+    run_models: ``run.json``'s ``models`` (name and test folds of each swept model).
+    fold_results: ``{fold: result.json}`` of the workdir's training.
+    accuracy_rows: the sweep's ``accuracy.csv`` rows: the clean row of each model gives its
+      accuracy and, in ``n`` (one prediction per clip), the clips swept.
+    inference_root: ``config.sweep.inference_root`` of the sweep, "" for the ESC-50 test folds.
+
+  Returns:
+    One row per model name whose folds all have a training result (models swept from a
+    checkpoint have no test accuracy of this workdir and get no row). Several fold models of one
+    name (model_fold 'all') pool their folds: the test accuracy is the clip-weighted mean, the
+    accuracy of all their test clips together, as the pooled clean accuracy is.
+  """
+  folds_of = {}
+  for model in run_models:
+    folds_of.setdefault(model["name"], []).extend(model.get("folds") or [None])
+  clean = {row["model"]: row for row in accuracy_rows if row["noise"] == metrics.CLEAN}
+  rows = []
+  for name, folds in folds_of.items():
+    if None in folds or any(fold not in fold_results for fold in folds) or name not in clean:
+      continue
+    folds = sorted(folds)
+    test_clips = sum(int(fold_results[fold]["test_clips"]) for fold in folds)
+    test_accuracy = sum(float(fold_results[fold]["accuracy"]) * int(fold_results[fold]["test_clips"])
+                        for fold in folds) / test_clips
+    clean_accuracy = float(clean[name]["accuracy"])
+    rows.append({
+        "model": name, "test_folds": " ".join(map(str, folds)), "test_clips": test_clips,
+        "test_accuracy": test_accuracy,
+        "swept_set": (f"inference set {inference_root}" if inference_root else
+                      "its ESC-50 test fold(s)"),
+        "swept_clips": int(clean[name]["n"]), "clean_accuracy": clean_accuracy,
+        "accuracy_loss_percent": (100.0 * (test_accuracy - clean_accuracy) / test_accuracy
+                                  if test_accuracy > 0 else math.nan)})
+  return rows
 
 
 def cost_flops(function, *arguments) -> float:
