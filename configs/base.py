@@ -118,6 +118,9 @@ def get_config():
   config.report = ml_collections.ConfigDict()
   config.report.confusion_snrs = (-25, -10)
   config.report.spectrogram_snr = 10
+  # The clip of the spectrogram figures: a file name of the swept clips, or an ESC-50 target whose
+  # first swept clip is shown (the study's Figs 5.2-5.20 show a class-31 clip, mouse_click).
+  config.report.spectrogram_clip = "31"
   # Other runs' workdirs whose accuracy.csv is plotted beside this one (all models on one plot).
   config.report.compare_workdirs = ()
 

@@ -149,6 +149,11 @@ def check_report_config(report_config):
   for snr in tuple(report_config.confusion_snrs):
     real(snr, "config.report.confusion_snrs (each)", -math.inf)
   real(report_config.spectrogram_snr, "config.report.spectrogram_snr", -math.inf)
+  clip = str(report_config.spectrogram_clip).strip()
+  if not clip or (clip.isdigit() and int(clip) >= len(esc50.CLASS_NAMES)):
+    raise ConfigError(f"config.report.spectrogram_clip={report_config.spectrogram_clip!r}: expected "
+                      f"an ESC-50 target 0-{len(esc50.CLASS_NAMES) - 1} or the file name of a "
+                      "swept clip")
   for other in tuple(report_config.compare_workdirs):
     path = pathlib.Path(other).expanduser() / store.ACCURACY_FILE
     if not path.is_file():

@@ -48,6 +48,18 @@ def test_bad_model_fold_is_named(value):
     config_checks.check_model_fold(value)
 
 
+def fold_curve(fold):
+  """Rows of a fold's curves.csv: train values every step, test values at steps 2 and 4 only
+  (fold 3 was not evaluated at step 2)."""
+  rows = []
+  for step in (1, 2, 3, 4):
+    evaluated = step == 4 or (step == 2 and fold != 3)
+    rows.append((step, step / 2, 1e-3, 2.0 / step + fold, 0.1 * step + 0.01 * fold,
+                 (1.0 / step + fold) if evaluated else "",
+                 (0.2 * step - 0.05 * fold) if evaluated else ""))
+  return rows
+
+
 @pytest.fixture(scope="module")
 def trained_workdir(tmp_path_factory):
   """A workdir as three folds of training leave it, and the config that sweeps it."""
@@ -60,6 +72,9 @@ def trained_workdir(tmp_path_factory):
                            mobilenet.random_variables(spec, seed=fold))
     (workdir / f"fold{fold}" / "result.json").write_text(json.dumps(
         {"test_fold": fold, "accuracy": accuracy, "test_clips": 6, "train_clips": 12}))
+    (workdir / f"fold{fold}" / "curves.csv").write_text("\n".join(
+        ["step,epoch,learning_rate,train_loss,train_accuracy,test_loss,test_accuracy"]
+        + [",".join(map(str, row)) for row in fold_curve(fold)]) + "\n")
   config = base.get_config()
   config.modes = ("sweep", "report")
   config.model.name = "tiny"
@@ -71,6 +86,7 @@ def trained_workdir(tmp_path_factory):
   config.sweep.snrs = (0,)
   config.sweep.model_fold = "best"
   config.report.confusion_snrs = ()
+  config.report.spectrogram_clip = "21"
   return config, workdir
 
 
@@ -132,6 +148,8 @@ def test_all_folds_pool_their_test_accuracy(trained_workdir):
      r"model_fold=4: this run trains test folds \(1, 2\) only"),
     ({"sweep.colored_generator": "matlab"}, ("sweep",),
      "config.sweep.colored_generator='matlab': expected one of psd, study"),
+    ({"report.spectrogram_clip": "50"}, ("report",),
+     "config.report.spectrogram_clip='50': expected an ESC-50 target 0-49 or the file name"),
 ])
 def test_bad_study_settings_stop_before_any_stage(trained_workdir, settings, modes, message):
   from conftest import override  # pylint: disable=import-outside-toplevel
@@ -145,3 +163,58 @@ def test_best_without_training_results_is_a_clear_error(trained_workdir, tmp_pat
   config, _ = trained_workdir
   with pytest.raises(ConfigError, match=r"model_fold='best' .* holds no training result"):
     config_checks.check_config(config, ("sweep",), tmp_path)
+
+
+def test_study_noise_power_table_is_scipy_at_44_1_khz(best_fold_run):
+  # The study's Table 4.7 form: mW in each study model's band, the noise drawn at 44.1 kHz, 5 s.
+  from jaxnoise.sweep import noises  # pylint: disable=import-outside-toplevel
+  from test_noise import scipy_band_power  # pylint: disable=import-outside-toplevel
+  config, workdir = best_fold_run
+  with open(workdir / "report" / "noise_power_study.csv", newline="", encoding="utf-8") as stream:
+    (row,) = list(csv.DictReader(stream))
+  brown = noises.nominal_noise(noises.NoiseType("brown", color="brown", generator="study"), 0,
+                               config.seed, 44100, 220500)
+  bands = {"CNN10 50-11025 Hz (mW)": (50, 11025), "TFNet 50-11025 Hz (mW)": (50, 11025),
+           "mn40_as 0-15000 Hz (mW)": (0, 15000), "HTS_AT 50-14000 Hz (mW)": (50, 14000)}
+  assert row["noise"] == "brown" and row["source"] == "brown (study) seed 0"
+  for column, band in bands.items():
+    expected = 1e3 * scipy_band_power(brown, 44100, band)
+    # float32 band power against scipy's float64: measured up to 9.4e-8 relative (the five colors).
+    assert float(row[column]) == pytest.approx(expected, rel=3e-7), column
+  page = (workdir / "report" / "index.md").read_text()
+  assert "the study's Table 4.7" in page
+
+
+def test_training_curves_average_the_folds_with_their_spread(best_fold_run):
+  _, workdir = best_fold_run
+  with open(workdir / "report" / "training_curves.csv", newline="", encoding="utf-8") as stream:
+    rows = {int(row["step"]): row for row in csv.DictReader(stream)}
+  assert sorted(rows) == [1, 2, 3, 4]
+  for step, row in rows.items():
+    train_loss = [2.0 / step + fold for fold in FOLD_ACCURACY]
+    assert float(row["train_loss_mean"]) == pytest.approx(np.mean(train_loss), abs=1e-12)
+    assert (float(row["train_loss_min"]), float(row["train_loss_max"])) == (
+        pytest.approx(min(train_loss)), pytest.approx(max(train_loss)))
+  # Step 2: folds 1 and 2 were evaluated; step 4: all three; steps 1 and 3: none.
+  assert [rows[step]["test_accuracy_folds"] for step in (1, 2, 3, 4)] == ["0", "2", "0", "3"]
+  assert float(rows[2]["test_accuracy_mean"]) == pytest.approx(0.4 - 0.05 * 1.5)
+  assert float(rows[4]["test_loss_max"]) == pytest.approx(0.25 + 3)
+  assert (workdir / "report" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+  assert "](training_curves.png)" in (workdir / "report" / "index.md").read_text()
+
+
+def test_spectrogram_clip_is_the_first_swept_clip_of_the_chosen_class(best_fold_run):
+  _, workdir = best_fold_run
+  page = (workdir / "report" / "index.md").read_text()
+  assert "![tiny: 2-21200-A-21.wav](spectrograms_tiny.png)" in page
+
+
+def test_spectrogram_clip_names_a_swept_file_or_falls_back_for_an_absent_class():
+  from jaxnoise.report import page  # pylint: disable=import-outside-toplevel
+  tested = [esc50.Record("2-1-A-20.wav", 2, 20, "crying_baby", "1", "A"),
+            esc50.Record("2-2-A-21.wav", 2, 21, "sneezing", "2", "A")]
+  assert page.spectrogram_record("21", tested) is tested[1]
+  assert page.spectrogram_record("31", tested) is tested[0]  # no swept clip of class 31
+  assert page.spectrogram_record("2-2-A-21.wav", tested) is tested[1]
+  with pytest.raises(ConfigError, match="spectrogram_clip='5-9-A-31.wav' is not a swept clip"):
+    page.spectrogram_record("5-9-A-31.wav", tested)

@@ -9,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnoise import noise as noise_lib
+from jaxnoise.audio import frontends
 from jaxnoise.data import esc50
+from jaxnoise.models import htsat, mobilenet
 from jaxnoise.report import metrics
 from jaxnoise.sweep import noises as sweep_noises
 from jaxnoise.sweep import store
@@ -33,6 +35,13 @@ def markdown(columns, rows, digits: int = 3) -> str:
   return "\n".join(lines) + "\n"
 
 
+def noise_source(noise, seed: int) -> str:
+  """What the nominal realisation of a sweep noise is (the tables' ``source`` column)."""
+  if noise.color:
+    return f"{noise.color} ({noise.generator}) seed {seed}"
+  return str(noise.recordings[0])
+
+
 def noise_power_rows(noise_types, models, seed: int) -> list[dict]:
   """The nominal in-band power of each noise's nominal realisation in each model's band.
 
@@ -45,8 +54,7 @@ def noise_power_rows(noise_types, models, seed: int) -> list[dict]:
     length = int(round(spec.sample_rate * esc50.CLIP_SECONDS))
     noises = {noise.name: sweep_noises.nominal_noise(noise, 0, seed, spec.sample_rate, length)
               for noise in noise_types}
-    sources = {noise.name: (f"{noise.color} ({noise.generator}) seed {seed}" if noise.color
-                            else str(noise.recordings[0])) for noise in noise_types}
+    sources = {noise.name: noise_source(noise, seed) for noise in noise_types}
     for row in noise_lib.nominal_noise_power(noises, sources, spec.sample_rate, [spec.band]):
       rows.append({"model": swept.name, **row})
   return rows
@@ -54,6 +62,39 @@ def noise_power_rows(noise_types, models, seed: int) -> list[dict]:
 
 NOISE_POWER_COLUMNS = ("model", "noise", "sample_rate", "fmin", "fmax", "band_power",
                        "band_power_db", "source")
+
+# The study's models and their SNR bands (its Table 4.8), the columns of its Table 4.7.
+STUDY_MODEL_BANDS = (("CNN10", frontends.TFNET_BAND), ("TFNet", frontends.TFNET_BAND),
+                     ("mn40_as", mobilenet.BAND), ("HTS_AT", htsat.BAND))
+# The study generated and mixed its noises at 44.1 kHz, 5-s clips (ESC-50's format).
+STUDY_RATE = esc50.SAMPLE_RATE
+
+
+def study_band_column(model: str, band) -> str:
+  return f"{model} {band[0]:g}-{band[1]:g} Hz (mW)"
+
+
+def study_noise_power_rows(noise_types, seed: int, model_bands=STUDY_MODEL_BANDS) -> list[dict]:
+  """The study's Table 4.7: each noise's nominal in-band power in mW for every model's band, the
+  noise drawn (colors, with their generator) or loaded (recordings) at 44.1 kHz and 5 s, as the
+  study mixed it, and measured by ``jaxnoise.noise.nominal_noise_power``.
+
+  Returns:
+    One row per noise: ``noise``, ``source`` and one ``study_band_column`` per model.
+  """
+  noises = {noise.name: sweep_noises.nominal_noise(noise, 0, seed, STUDY_RATE,
+                                                   esc50.CLIP_SAMPLES) for noise in noise_types}
+  sources = {noise.name: noise_source(noise, seed) for noise in noise_types}
+  bands = list(dict.fromkeys(tuple(map(float, band)) for _, band in model_bands))
+  power = {(row["noise"], (row["fmin"], row["fmax"])): row["band_power"]
+           for row in noise_lib.nominal_noise_power(noises, sources, STUDY_RATE, bands)}
+  return [{"noise": name, "source": sources[name],
+           **{study_band_column(model, band): 1e3 * power[name, tuple(map(float, band))]
+              for model, band in model_bands}} for name in noises]
+
+
+def study_noise_power_columns(model_bands=STUDY_MODEL_BANDS) -> tuple:
+  return ("noise", *(study_band_column(model, band) for model, band in model_bands), "source")
 
 
 INFERENCE_VS_TEST_COLUMNS = ("model", "test_folds", "test_clips", "test_accuracy", "swept_set",
@@ -100,6 +141,44 @@ def inference_vs_test_rows(run_models, fold_results: dict, accuracy_rows,
         "accuracy_loss_percent": (100.0 * (test_accuracy - clean_accuracy) / test_accuracy
                                   if test_accuracy > 0 else math.nan)})
   return rows
+
+
+CURVE_METRICS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
+
+
+def training_curve_rows(curves: dict) -> list[dict]:
+  """Loss and accuracy per step averaged over the trained folds, with their spread (the study's
+  Figs 4.3-4.6).
+
+  Args:
+    curves: ``{fold: rows of fold{k}/curves.csv}`` (cells as text, empty where not measured).
+
+  Returns:
+    One row per logged step: ``step`` and, per metric of ``CURVE_METRICS``, ``_mean``, ``_min``,
+    ``_max`` and ``_folds`` (how many folds measured it there: test metrics exist only every
+    ``config.train.eval_every`` steps and at the end).
+  """
+  values = {}
+  for rows in curves.values():
+    for row in rows:
+      step = int(float(row["step"]))
+      for metric in CURVE_METRICS:
+        if row.get(metric, "") not in ("", None):
+          values.setdefault(step, {}).setdefault(metric, []).append(float(row[metric]))
+  summary = []
+  for step in sorted(values):
+    row = {"step": step}
+    for metric in CURVE_METRICS:
+      measured = np.asarray(values[step].get(metric, [np.nan]))
+      row.update({f"{metric}_mean": float(np.mean(measured)), f"{metric}_min": float(np.min(measured)),
+                  f"{metric}_max": float(np.max(measured)),
+                  f"{metric}_folds": int(np.isfinite(measured).sum())})
+    summary.append(row)
+  return summary
+
+
+TRAINING_CURVE_COLUMNS = ("step",) + tuple(f"{metric}_{part}" for metric in CURVE_METRICS
+                                           for part in ("mean", "min", "max", "folds"))
 
 
 def cost_flops(function, *arguments) -> float:
