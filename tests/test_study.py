@@ -125,7 +125,7 @@ def test_inference_vs_test_table_values(best_fold_run):
   assert "the study's Table 4.5" in page and "| tiny | 2 | 6 | 0.750 |" in page
 
 
-def test_all_folds_pool_their_test_accuracy(trained_workdir):
+def test_all_folds_pool_their_test_accuracy():
   # model_fold 'all': the fold models share one name and their accuracies pool, clip-weighted.
   from jaxnoise.report import tables  # pylint: disable=import-outside-toplevel
   run_models = [{"name": "tiny", "folds": [fold]} for fold in (1, 2, 3)]
