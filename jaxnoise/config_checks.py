@@ -207,6 +207,8 @@ def check_config(config, modes, workdir=None) -> None:
   if "sweep" in modes:
     from jaxnoise.sweep import run as sweep_run  # pylint: disable=import-outside-toplevel
     sweep_run.resolve_inputs(config)
+  if "sweep" in modes or "report" in modes:
+    # The report loads the swept model(s) by the same rule as the sweep.
     check_fold_to_sweep(config, modes, workdir)
   if config.model.checkpoint and ("train" in modes or "sweep" in modes):
     from jaxnoise.sweep import model as model_lib  # pylint: disable=import-outside-toplevel

@@ -144,6 +144,7 @@ def test_all_folds_pool_their_test_accuracy():
 @pytest.mark.parametrize("settings, modes, message", [
     ({"sweep.model_fold": "4"}, ("sweep",), r"model_fold=4: .* holds no finished training of test "
                                             r"fold 4 .*trained folds: \[1, 2, 3\]"),
+    ({"sweep.model_fold": "5"}, ("report",), r"model_fold=5: .* holds no finished training"),
     ({"sweep.model_fold": "4", "data.test_folds": (1, 2)}, ("train", "sweep"),
      r"model_fold=4: this run trains test folds \(1, 2\) only"),
     ({"sweep.colored_generator": "matlab"}, ("sweep",),
