@@ -43,6 +43,8 @@ def get_config(variant: str = ""):
   config.train.freq_mask_width = 4
   config.train.checkpoint_every = 500
   config.train.log_every = 100
+  # Test points of the training curves (the study's Figs 4.3-4.6): every 100 iterations.
+  config.train.eval_every = 100
   if "upstream" not in words:
     config.train.augment_cycle = ("none", "none", "mask")
     config.train.mixup_alpha = 0.0
