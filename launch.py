@@ -67,7 +67,11 @@ def main(argv):
   try:
     flags.FLAGS(argv)
   except flags.Error as error:
-    print(f"error: {error}", file=sys.stderr)
+    # A config file's own error (e.g. an unknown :variant) comes with its traceback: keep the
+    # first line (which file) and the last (what is wrong).
+    lines = str(error).strip().splitlines()
+    print(f"error: {lines[0]} {lines[-1]}" if len(lines) > 1 else f"error: {error}",
+          file=sys.stderr)
     return 2
   except (AttributeError, KeyError, TypeError, ValueError) as error:
     # ml_collections reports an override of a key the config lacks as a bare AttributeError.

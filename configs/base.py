@@ -8,6 +8,29 @@ import ml_collections
 # The study's SNR grid in dB (accuracy-vs-SNR figures).
 STUDY_SNRS = (-30, -25, -20, -15, -10, -5, 0, 5, 10, 15, 20, 25, 30)
 COLORED_NOISES = ("white", "pink", "brown", "blue", "violet")
+# The training recipes a model config offers as ``--config=configs/X.py:RECIPE``: "study" (the
+# default: the study's protocol where it speaks, upstream otherwise) or "upstream".
+RECIPES = ("study", "upstream")
+
+
+def variant_words(variant: str, known: tuple) -> set:
+  """The comma-separated words of ``--config=FILE:VARIANT`` (ml_collections passes VARIANT to
+  ``get_config``); ValueError naming the known words for any other."""
+  words = {word.strip() for word in (variant or "").split(",") if word.strip()}
+  unknown = sorted(words - set(known))
+  if unknown:
+    raise ValueError(f"config variant {variant!r}: unknown word(s) {unknown}; expected "
+                     f"comma-separated words of {', '.join(known)}")
+  if len(words & set(RECIPES)) > 1:
+    raise ValueError(f"config variant {variant!r}: choose one recipe of {', '.join(RECIPES)}")
+  return words
+
+
+def study_protocol(config):
+  """The study's evaluation settings (its sections 4.2 and 4.2.2) on top of any recipe."""
+  config.sweep.model_fold = "best"
+  config.sweep.colored_generator = "study"
+  return config
 
 
 def get_config():
@@ -71,6 +94,13 @@ def get_config():
   config.sweep.snrs = STUDY_SNRS
   config.sweep.realisations = 1           # K noise draws per type (mean and 95% interval)
   config.sweep.fresh_noise_per_clip = False  # the study mixes one nominal realisation into all
+  # Which trained fold model(s) of this workdir are swept: "all" (each on its own test fold),
+  # "best" (highest test accuracy in training, ties to the lower fold: the study's choice) or a
+  # fold number.
+  config.sweep.model_fold = "all"
+  # How colors are shaped (jaxnoise/noise/colored.py): "psd" (f ** exponent, DC zeroed) or "study"
+  # (the study's MATLAB routine: bin i from 1 at DC times i ** (exponent / 2)).
+  config.sweep.colored_generator = "psd"
   # Clips per compiled call: memory stays flat. 8 suits a CPU (mn04 and HTS-AT ran fastest with
   # 8 clips per network call there; raise it on an accelerator).
   config.sweep.chunk_clips = 8
@@ -88,6 +118,9 @@ def get_config():
   config.report = ml_collections.ConfigDict()
   config.report.confusion_snrs = (-25, -10)
   config.report.spectrogram_snr = 10
+  # The clip of the spectrogram figures: a file name of the swept clips, or an ESC-50 target whose
+  # first swept clip is shown (the study's Figs 5.2-5.20 show a class-31 clip, mouse_click).
+  config.report.spectrogram_clip = "31"
   # Other runs' workdirs whose accuracy.csv is plotted beside this one (all models on one plot).
   config.report.compare_workdirs = ()
 

@@ -11,7 +11,7 @@ drop (0.05 in the golden copy of the released configuration), layer-wise gradien
 the release's dropouts.
 Assumed (the BEATs paper's ESC-50 fine-tuning table was not available to check; these follow the
 fine-tuning of comparable audio transformers, AST and HTS-AT): AdamW, peak learning rate 5e-5,
-weight decay 0.01, 30 epochs of batch 64; a linear warm-up over the first 19 updates (2 epochs of
+weight decay 0.01, 30 epochs of batch 64; a linear warm-up over the first 20 updates (2 epochs of
 the 608 esc19 training clips of a fold), then a linear decay from epoch 2 to 0.01 of the peak at
 epoch 30; SpecAugment-style masking of the fbank (2 bands of 0-47 frames and 2 of 0-15 mel bins,
 set to 0, which is the published fbank mean after normalisation) together with mixup (alpha 0.5,
@@ -35,7 +35,7 @@ def get_config():
   config.train.weight_decay = 0.01
   config.train.schedule = "warmup_linear_down"
   config.train.warmup_epochs = 0
-  config.train.warmup_steps = 19
+  config.train.warmup_steps = 20
   config.train.rampdown_start_epoch = 2
   config.train.rampdown_epochs = 28
   config.train.final_lr_factor = 0.01

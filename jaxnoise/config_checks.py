@@ -17,6 +17,7 @@ import pathlib
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError
 from jaxnoise.models import registry
+from jaxnoise.noise.colored import GENERATORS
 from jaxnoise.sweep import store
 from jaxnoise.train import optim, steps
 
@@ -115,9 +116,13 @@ def check_sweep_config(sweep_config) -> tuple[float, ...]:
     integer(sweep_config[key], f"config.sweep.{key}", 1)
   integer(sweep_config.snr_batch, "config.sweep.snr_batch (-1 automatic, 0 all)", -1)
   integer(sweep_config.snr_devices, "config.sweep.snr_devices (0 automatic)", 0)
+  if sweep_config.colored_generator not in GENERATORS:
+    raise ConfigError(f"config.sweep.colored_generator={sweep_config.colored_generator!r}: "
+                      f"expected one of {', '.join(GENERATORS)}")
   if not tuple(sweep_config.noises) + tuple(sweep_config.noise_paths):
     raise ConfigError("config.sweep.noises is empty: give at least one noise (white, pink, brown, "
                       "blue, violet, esc50:<class>, or a file or folder)")
+  check_model_fold(sweep_config.model_fold)
   unknown = [fold for fold in tuple(sweep_config.folds)
              if isinstance(fold, bool) or fold not in esc50.FOLDS]
   if unknown:
@@ -126,16 +131,50 @@ def check_sweep_config(sweep_config) -> tuple[float, ...]:
   return snrs
 
 
+def check_model_fold(value):
+  """``config.sweep.model_fold`` as "all", "best" or a fold number (an int, or its digits as the
+  command line gives them); ConfigError otherwise."""
+  text = str(value).strip()
+  if text in ("all", "best"):
+    return text
+  if not isinstance(value, bool) and text.isdigit() and int(text) in esc50.FOLDS:
+    return int(text)
+  raise ConfigError(f"config.sweep.model_fold={value!r}: expected 'all' (every fold model on its "
+                    f"own test fold), 'best' (the fold with the highest test accuracy in training)"
+                    f" or a fold number of {esc50.FOLDS}")
+
+
 def check_report_config(report_config):
   """SNRs of the figures are numbers; the runs to compare with hold a finished sweep."""
   for snr in tuple(report_config.confusion_snrs):
     real(snr, "config.report.confusion_snrs (each)", -math.inf)
   real(report_config.spectrogram_snr, "config.report.spectrogram_snr", -math.inf)
+  clip = str(report_config.spectrogram_clip).strip()
+  if not clip or (clip.isdigit() and int(clip) >= len(esc50.CLASS_NAMES)):
+    raise ConfigError(f"config.report.spectrogram_clip={report_config.spectrogram_clip!r}: expected "
+                      f"an ESC-50 target 0-{len(esc50.CLASS_NAMES) - 1} or the file name of a "
+                      "swept clip")
   for other in tuple(report_config.compare_workdirs):
     path = pathlib.Path(other).expanduser() / store.ACCURACY_FILE
     if not path.is_file():
       raise ConfigError(f"config.report.compare_workdirs: {path} does not exist; list workdirs "
                         "of finished sweeps")
+
+
+def check_fold_to_sweep(config, modes, workdir) -> None:
+  """A fold chosen by ``config.sweep.model_fold`` will exist when the sweep starts: trained by
+  this run (a fold of config.data.test_folds) or already in ``workdir``'s training results."""
+  choice = check_model_fold(config.sweep.model_fold)
+  if choice == "all":
+    return
+  if "train" in modes:
+    folds = check_test_folds(config.data)
+    if choice != "best" and choice not in folds:
+      raise ConfigError(f"config.sweep.model_fold={choice}: this run trains test folds {folds} "
+                        "only; choose one of them, 'best' or 'all'")
+    return
+  from jaxnoise.sweep import model as model_lib  # pylint: disable=import-outside-toplevel
+  model_lib.chosen_fold(choice, workdir)
 
 
 def check_config(config, modes, workdir=None) -> None:
@@ -168,6 +207,9 @@ def check_config(config, modes, workdir=None) -> None:
   if "sweep" in modes:
     from jaxnoise.sweep import run as sweep_run  # pylint: disable=import-outside-toplevel
     sweep_run.resolve_inputs(config)
+  if "sweep" in modes or "report" in modes:
+    # The report loads the swept model(s) by the same rule as the sweep.
+    check_fold_to_sweep(config, modes, workdir)
   if config.model.checkpoint and ("train" in modes or "sweep" in modes):
     from jaxnoise.sweep import model as model_lib  # pylint: disable=import-outside-toplevel
     trained = workdir is not None and any(pathlib.Path(workdir).glob("fold*/model/config.json"))

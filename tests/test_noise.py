@@ -41,13 +41,15 @@ def golden(golden_dir):
 
 # --- colored noise -------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("generator", noise.GENERATORS)
 @pytest.mark.parametrize("color, slope_db_per_decade",
                          [("white", 0), ("pink", -10), ("brown", -20), ("blue", 10),
                           ("violet", 20)])
-def test_psd_slope_matches_color(color, slope_db_per_decade):
+def test_psd_slope_matches_color(color, slope_db_per_decade, generator):
   sample_rate = 44100
   keys = jax.random.split(jax.random.key(7), 4)
-  realisations = np.asarray(noise.colored_noise_batch(keys, 2 ** 18, color), np.float64)
+  realisations = np.asarray(noise.colored_noise_batch(keys, 2 ** 18, color, generator=generator),
+                            np.float64)
   frequencies, density = scipy.signal.welch(realisations, fs=sample_rate, nperseg=4096)
   density = density.mean(axis=0)
   mid_band = (frequencies >= 100) & (frequencies <= 10000)
@@ -86,7 +88,46 @@ def test_colored_noise_batch_is_a_loop_over_keys():
   assert not np.allclose(batch[0], batch[1])
 
 
+def zhivomirov_transcription(white, exponent):
+  """The study's MATLAB routine (File Exchange 42919) step by step in float64 numpy."""
+  num_samples = white.size
+  spectrum = np.fft.fft(white)
+  unique = num_samples // 2 + 1  # N/2 + 1 for even N, (N + 1)/2 for odd
+  index = np.arange(1, unique + 1)  # MATLAB's k = 1:NumUniquePts, DC is bin 1
+  left = spectrum[:unique] * index ** (exponent / 2)
+  # X = [X conj(X(end-1:-1:2))] for even N, [X conj(X(end:-1:2))] for odd N.
+  right = np.conj(left[-2:0:-1] if num_samples % 2 == 0 else left[-1:0:-1])
+  shaped = np.real(np.fft.ifft(np.concatenate([left, right])))
+  shaped = shaped - shaped.mean()
+  return shaped / shaped.std()
+
+
+@pytest.mark.parametrize("num_samples", [4000, 4001])
+@pytest.mark.parametrize("color", noise.COLORS)
+def test_study_generator_equals_the_matlab_transcription(color, num_samples):
+  key = jax.random.key(5)
+  white = np.asarray(jax.random.normal(key, (num_samples,), np.float32), np.float64)
+  expected = zhivomirov_transcription(white, noise.COLOR_EXPONENTS[color])
+  actual = np.asarray(noise.colored_noise(key, num_samples, color, generator="study"), np.float64)
+  # float32 FFTs of unit-variance noise: measured max error 1.6e-6 (violet, 4001), a few ulps.
+  np.testing.assert_allclose(actual, expected, rtol=0, atol=2.5e-6)
+
+
+def test_study_generator_moves_brown_power_into_the_band():
+  # Closed form per bin: the study's gain over the psd gain is ((k + 1) / k) ** (exponent / 2), so
+  # bin 1 of brown noise keeps a quarter of its psd power relative to the bins of the SNR band.
+  gains = {g: noise.spectral_gains(8, -2.0, g) for g in noise.GENERATORS}
+  np.testing.assert_allclose(gains["study"], 1 / np.arange(1, 6))
+  np.testing.assert_allclose(gains["psd"], [0, 1, 1 / 2, 1 / 3, 1 / 4])
+  powers = {g: float(noise.band_power(noise.colored_noise(jax.random.key(0), 220500, "brown",
+                                                          generator=g), 44100, (50, 11025)))
+            for g in noise.GENERATORS}
+  assert powers["study"] > 2 * powers["psd"], powers
+
+
 def test_unknown_color_and_short_noise_are_config_errors():
+  with pytest.raises(ConfigError, match="generator 'matlab': expected one of psd, study"):
+    noise.colored_noise(jax.random.key(0), 100, "pink", generator="matlab")
   with pytest.raises(ConfigError, match="white, pink, brown, blue, violet"):
     noise.colored_noise(jax.random.key(0), 100, "purple")
   with pytest.raises(ConfigError, match="at least 2 samples"):

@@ -146,3 +146,29 @@ def test_report_csv_is_scipy_band_power_of_the_same_realisations(inputs, tmp_pat
   image = matplotlib.image.imread(tmp_path / "noise_psd.png")
   assert image.ndim == 3 and image.shape[0] > 100
   assert sorted(path.name for path in tmp_path.iterdir()) == ["noise_power.csv", "noise_psd.png"]
+
+
+def test_generator_flag_shapes_report_and_mix_with_the_study_routine(inputs, tmp_path):
+  # --generator study: the report's brown row is scipy's band power of colored_noise(..., 'study'),
+  # and mix inserts that same realisation.
+  argv = ["report", "--sample-rate", "16000", "--band", "50", "7000", "--seconds", "0.75",
+          "--seed", "3", "--generator", "study", "--out", str(tmp_path / "report")]
+  assert run_main(main, argv) == 0
+  with open(tmp_path / "report" / "noise_power.csv", newline="", encoding="utf-8") as stream:
+    rows = {row["noise"]: row for row in csv.DictReader(stream)}
+  study = noise_by_name("brown", jax.random.key(3), 12000, 16000, "study")
+  psd = noise_by_name("brown", jax.random.key(3), 12000, 16000)
+  expected = scipy_band_power(study, 16000, (50, 7000))
+  assert abs(float(rows["brown"]["band_power"]) / expected - 1) < 1e-5
+  assert abs(expected / scipy_band_power(psd, 16000, (50, 7000)) - 1) > 0.1
+  assert rows["brown"]["source"] == "color (study)"
+  clip = inputs / "clips" / "tone.wav"
+  argv = ["mix", "--noise", "brown", "--snr", "0", "--seed", "3", "--generator", "study",
+          "--band", *map(str, BAND), "--out", str(tmp_path / "mixed"), str(clip)]
+  assert run_main(main, argv) == 0
+  clean, rate = load_audio(clip)
+  noisy, _ = load_audio(next((tmp_path / "mixed").rglob("*.wav")))
+  inserted = noisy - clean
+  expected_noise = np.asarray(noise_by_name("brown", jax.random.key(3), clean.size, rate, "study"))
+  gain = np.dot(inserted, expected_noise) / np.dot(expected_noise, expected_noise)
+  np.testing.assert_allclose(inserted, gain * expected_noise, atol=1e-5)

@@ -13,6 +13,7 @@ import sys
 import textwrap
 
 import flax.linen as nn
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -25,7 +26,7 @@ from configs import base
 from conftest import write_esc50
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError, JaxnoiseError
-from jaxnoise.models import store
+from jaxnoise.models import registry, store
 from jaxnoise.models.spec import ModelSpec
 from jaxnoise.train import augment, loop, optim, prepare
 
@@ -213,23 +214,86 @@ def test_htsat_epoch_table_matches_upstream_rule():
                                err_msg=f"epoch {epoch}")
 
 
-def test_study_configs_load_with_config_flags():
-  """Each config file loads as `--config=configs/X.py` would (repo root on sys.path)."""
+def load_config_flag(argument):
+  """The config ``--config=ARGUMENT`` gives launch.py (repo root on sys.path)."""
   from absl import flags  # pylint: disable=import-outside-toplevel
   from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "config file", flag_values=flag_values)
+  flag_values(["launch.py", f"--config={argument}"])
+  return flag_values.config
+
+
+@pytest.mark.parametrize("variant", ["", ":upstream"])
+def test_study_configs_load_with_config_flags(variant):
+  """Each config file and recipe loads as `--config=configs/X.py[:upstream]` would."""
   for name, arch in (("cnn10", "cnn10"), ("tfnet", "tfnet"), ("mn40_as", "mn"),
                      ("htsat", "htsat"), ("beats", "beats")):
-    flag_values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "config file", flag_values=flag_values)
-    flag_values(["launch.py", f"--config={REPO_ROOT / 'configs' / f'{name}.py'}"])
-    config = flag_values.config
+    if name == "beats" and variant:
+      continue  # BEATs has one recipe (the study did not train it)
+    config = load_config_flag(f"{REPO_ROOT / 'configs' / f'{name}.py'}{variant}")
     assert config.model.arch == arch and config.train.batch_size == 64
     assert config.data.classes == "esc19"
-    schedule = optim.learning_rate_schedule(config.train, steps_per_epoch=608 / 64)
+    schedule = optim.learning_rate_schedule(config.train, steps_per_epoch=10)
     assert float(schedule(0)) > 0 and optim.optimizer(config.train, schedule) is not None
+    # Epochs count DataLoader steps: 608 clips at batch 64 are ceil(9.5) = 10 steps per epoch.
+    assert loop.steps_per_epoch(608, 64) == 10 and loop.steps_per_epoch(640, 64) == 10
     steps = loop.total_steps(config.train, 608)
-    assert steps == {"cnn10": 4500, "tfnet": 4500, "mn40_as": 475, "htsat": 950,
-                     "beats": 285}[name]
+    assert steps == {"cnn10": 4500, "tfnet": 4500, "mn40_as": 500, "htsat": 1000,
+                     "beats": 300}[name]
+
+
+def config_differences(first, second) -> dict:
+  flat = [traverse_util.flatten_dict(c.to_dict(), sep=".") for c in (first, second)]
+  return {key: (flat[0].get(key), flat[1].get(key)) for key in set(flat[0]) | set(flat[1])
+          if flat[0].get(key) != flat[1].get(key)}
+
+
+STUDY_PROTOCOL = {"sweep.model_fold": ("best", "all"), "sweep.colored_generator": ("study", "psd")}
+
+
+@pytest.mark.parametrize("name, augmentation", [
+    # The study's Table 4.3: time-frequency masking only for the CNNs (upstream's mixup batches
+    # become plain ones), nothing for the fine-tuned models, whose upstream recipes mix up (and
+    # HTS-AT's network adds its SpecAugment stripes).
+    ("cnn10", {"train.augment_cycle": (("none", "none", "mask"), ("mixup", "none", "mask")),
+               "train.mixup_alpha": (0.0, 0.2)}),
+    ("tfnet", {"train.augment_cycle": (("none", "none", "mask"), ("mixup", "none", "mask")),
+               "train.mixup_alpha": (0.0, 0.2)}),
+    ("mn40_as", {"train.augment_cycle": (("none",), ("mixup",)),
+                 "train.mixup_alpha": (0.0, 0.3)}),
+    ("htsat", {"train.augment_cycle": (("none",), ("mixup",)), "train.mixup_alpha": (0.0, 0.5),
+               "model.overrides.spec_augment": (False, None)}),
+])
+def test_study_and_upstream_recipes_differ_exactly_where_documented(name, augmentation):
+  path = REPO_ROOT / "configs" / f"{name}.py"
+  differences = config_differences(load_config_flag(str(path)), load_config_flag(f"{path}:upstream"))
+  assert differences == {**augmentation, **STUDY_PROTOCOL}
+
+
+def test_mn10_as_variant_is_the_4_88_m_parameter_model():
+  path = REPO_ROOT / "configs" / "mn40_as.py"
+  default, mn10 = load_config_flag(str(path)), load_config_flag(f"{path}:mn10_as")
+  assert config_differences(default, mn10) == {
+      "model.name": ("mn40_as_ext", "mn10_as"),
+      "model.checkpoint": ("checkpoints/mn40_as_ext_mAP_487.pt", "checkpoints/mn10_as_mAP_471.pt")}
+  assert load_config_flag(f"{path}:mn10_as,upstream").train.augment_cycle == ("mixup",)
+  # Width 1.0 with the AudioSet head: the study's Table 5.1 gives 4.88 M.
+  spec = registry.build_spec("mn", {"width": 1.0, "num_classes": 527})
+  parameters = sum(np.size(leaf) for leaf in
+                   jax.tree.leaves(jax.eval_shape(spec.init, jax.random.key(0))["params"]))
+  assert parameters == 4_876_831
+
+
+@pytest.mark.parametrize("variant, message", [
+    ("mn40_as.py:mn20", r"unknown word\(s\) \['mn20'\]; expected comma-separated words of study, "
+                        "upstream, mn40_as_ext, mn10_as"),
+    ("mn40_as.py:mn10_as,mn40_as_ext", "choose one model"),
+    ("htsat.py:study,upstream", "choose one recipe"),
+])
+def test_unknown_config_variants_are_named(variant, message):
+  with pytest.raises(Exception, match=message):
+    load_config_flag(str(REPO_ROOT / "configs" / variant))
 
 
 # --- Data order ---------------------------------------------------------------------------------

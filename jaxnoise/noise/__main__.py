@@ -3,6 +3,9 @@
   python -m jaxnoise.noise mix --noise pink --snr 10 --snr 0 --band 50 11025 --out noisy/ clips/
   python -m jaxnoise.noise report --sample-rate 44100 --band 50 11025 --out report/
 
+``--generator study`` shapes the colors with the study's MATLAB routine instead of the default
+f ** exponent shaping ("psd"); see ``jaxnoise.noise.colored``.
+
 ``mix`` writes, for every input file, noise and SNR, ``<stem>__<noise>__snr<+SNR>dB.wav``
 (float32 WAV at the input's own rate; input folders are mirrored under --out). The input is read as
 mono (mean over channels). The noise is generated or loaded at the input's rate and length; with one
@@ -21,12 +24,14 @@ import soundfile
 from jaxnoise.audio.io import list_audio_files, load_audio
 from jaxnoise.cli import run_main
 from jaxnoise.errors import AudioError, ConfigError
-from jaxnoise.noise.colored import COLORS
+from jaxnoise.noise.colored import COLORS, GENERATORS, check_generator
 from jaxnoise.noise.power import mix
 from jaxnoise.noise.recorded import noise_labels
 from jaxnoise.noise.report import atomic_output, make_noises, validate_band, write_noise_report
 
 STUDY_BAND = (50.0, 11025.0)
+GENERATOR_HELP = ("colored-noise shaping: psd (f ** exponent, DC zeroed) or study (the study's "
+                  "MATLAB routine); default: %(default)s")
 
 
 def snr_text(snr_db: float) -> str:
@@ -49,7 +54,7 @@ def collect_inputs(paths) -> list[tuple[pathlib.Path, pathlib.Path]]:
   return inputs
 
 
-def mix_files(paths, noise_names, snrs_db, band, out_dir, seed=0) -> dict:
+def mix_files(paths, noise_names, snrs_db, band, out_dir, seed=0, generator="psd") -> dict:
   """Writes the noisy copies; returns ``{'written': [paths], 'silent': [input files]}``."""
   if not snrs_db:
     raise ConfigError("give at least one --snr")
@@ -58,6 +63,7 @@ def mix_files(paths, noise_names, snrs_db, band, out_dir, seed=0) -> dict:
   if len(set(snrs_db)) != len(snrs_db):
     raise ConfigError(f"an SNR is given twice: {list(snrs_db)}")
   labels = noise_labels(noise_names)
+  check_generator(generator)
   out_dir = pathlib.Path(out_dir)
   inputs = collect_inputs(paths)
   destinations = {}
@@ -84,7 +90,7 @@ def mix_files(paths, noise_names, snrs_db, band, out_dir, seed=0) -> dict:
     fmin, fmax = validate_band(band, rate, what=f"{file} ({rate} Hz)")
     shape_key = (rate, clip.shape[0])
     if shape_key not in noise_cache:
-      noise_cache[shape_key] = make_noises(noise_names, key, clip.shape[0], rate)
+      noise_cache[shape_key] = make_noises(noise_names, key, clip.shape[0], rate, generator)
     noises = noise_cache[shape_key]
     result = mix(clip[None], np.stack(list(noises.values())), np.asarray(snrs_db, np.float32),
                  rate, (fmin, fmax))
@@ -123,6 +129,7 @@ def parse_args(argv):
   mixer.add_argument("--band", nargs=2, type=float, default=STUDY_BAND, metavar=("FMIN", "FMAX"),
                      help="band in Hz in which the SNR is measured (default: %(default)s)")
   mixer.add_argument("--seed", type=int, default=0)
+  mixer.add_argument("--generator", choices=GENERATORS, default="psd", help=GENERATOR_HELP)
   mixer.add_argument("--out", required=True, help="output folder")
 
   report = commands.add_parser("report", help="PSD plot and nominal in-band power of the noises")
@@ -131,6 +138,7 @@ def parse_args(argv):
                       help="band in Hz (repeat for several; default: 50 11025)")
   report.add_argument("--seconds", type=float, default=5.0)
   report.add_argument("--seed", type=int, default=0)
+  report.add_argument("--generator", choices=GENERATORS, default="psd", help=GENERATOR_HELP)
   report.add_argument("--noise-file", action="append", default=[],
                       help="a recorded noise to include (repeat for several)")
   report.add_argument("--out", required=True, help="output folder")
@@ -140,13 +148,15 @@ def parse_args(argv):
 def main(argv=None):
   args = parse_args(argv)
   if args.command == "mix":
-    summary = mix_files(args.inputs, args.noise, args.snr, args.band, args.out, seed=args.seed)
+    summary = mix_files(args.inputs, args.noise, args.snr, args.band, args.out, seed=args.seed,
+                        generator=args.generator)
     print(f"wrote {len(summary['written'])} files to {args.out}")
     if summary["silent"]:
       print(f"warning: {len(summary['silent'])} silent input(s) got no noise", file=sys.stderr)
   else:
     report = write_noise_report(args.out, args.sample_rate, args.band or [STUDY_BAND],
-                                seconds=args.seconds, seed=args.seed, noise_files=args.noise_file)
+                                seconds=args.seconds, seed=args.seed, noise_files=args.noise_file,
+                                generator=args.generator)
     for row in report["rows"]:
       print(f"{row['noise']:>10}  {row['fmin']:g}-{row['fmax']:g} Hz  "
             f"P = {row['band_power']:.6g}  ({row['band_power_db']:.2f} dB)")

@@ -62,7 +62,8 @@ def noise_labels(names) -> list[str]:
   return labels
 
 
-def noise_by_name(name: str, key: jax.Array, num_samples: int, sample_rate: int) -> jax.Array:
+def noise_by_name(name: str, key: jax.Array, num_samples: int, sample_rate: int,
+                  generator: str = "psd") -> jax.Array:
   """A noise ``[num_samples]`` float32 at ``sample_rate``, from a color name or an audio file path.
 
   Args:
@@ -71,6 +72,7 @@ def noise_by_name(name: str, key: jax.Array, num_samples: int, sample_rate: int)
     key: PRNG key for colored noise (unused for a recording, which is deterministic).
     num_samples: clip length in samples.
     sample_rate: rate of the clips the noise will be mixed into.
+    generator: the colored-noise generator (``jaxnoise.noise.colored.GENERATORS``).
 
   Raises:
     ConfigError: ``name`` is neither a color nor an existing file.
@@ -78,5 +80,5 @@ def noise_by_name(name: str, key: jax.Array, num_samples: int, sample_rate: int)
   """
   check_noise_name(name)
   if is_color(name):
-    return colored_noise(key, num_samples, name)
+    return colored_noise(key, num_samples, name, generator=generator)
   return jnp.asarray(load_noise_file(name, sample_rate, num_samples))

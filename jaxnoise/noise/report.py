@@ -55,9 +55,10 @@ def validate_band(band, sample_rate: float, what: str = "") -> tuple[float, floa
   return fmin, fmax
 
 
-def make_noises(names, key: jax.Array, num_samples: int, sample_rate: int) -> dict:
+def make_noises(names, key: jax.Array, num_samples: int, sample_rate: int,
+                generator: str = "psd") -> dict:
   """``{label: noise [num_samples] float32 numpy}`` for colors and/or files (noise_by_name)."""
-  return {label: np.asarray(noise_by_name(name, key, num_samples, sample_rate))
+  return {label: np.asarray(noise_by_name(name, key, num_samples, sample_rate, generator))
           for label, name in zip(noise_labels(names), names)}
 
 
@@ -129,11 +130,12 @@ def plot_noise_psd(path, noises: dict, sample_rate: int, bands) -> pathlib.Path:
 
 
 def write_noise_report(out_dir, sample_rate: int, bands, seconds: float = 5.0, seed: int = 0,
-                       noise_files=()) -> dict:
+                       noise_files=(), generator: str = "psd") -> dict:
   """Writes ``noise_psd.png`` and ``noise_power.csv`` for the five colors plus ``noise_files``.
 
   The colors are drawn from ``jax.random.key(seed)`` exactly as ``noise_by_name`` draws them
-  (the same realisations ``python -m jaxnoise.noise mix --seed`` uses at that rate and length).
+  (the same realisations ``python -m jaxnoise.noise mix --seed --generator`` uses at that rate and
+  length), shaped by ``generator`` (``jaxnoise.noise.colored.GENERATORS``).
 
   Returns:
     ``{'plot': path, 'csv': path, 'rows': rows}``.
@@ -147,8 +149,9 @@ def write_noise_report(out_dir, sample_rate: int, bands, seconds: float = 5.0, s
   bands = [validate_band(band, sample_rate) for band in bands]
   num_samples = int(round(seconds * sample_rate))
   names = list(COLORS) + [str(path) for path in noise_files]
-  noises = make_noises(names, jax.random.key(seed), num_samples, sample_rate)
-  sources = {noise_label(name): ("color" if name in COLORS else name) for name in names}
+  noises = make_noises(names, jax.random.key(seed), num_samples, sample_rate, generator)
+  sources = {noise_label(name): (f"color ({generator})" if name in COLORS else name)
+             for name in names}
   rows = nominal_noise_power(noises, sources, sample_rate, bands)
   out_dir = pathlib.Path(out_dir)
   return {"plot": plot_noise_psd(out_dir / PLOT_NAME, noises, sample_rate, bands),

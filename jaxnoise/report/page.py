@@ -73,10 +73,11 @@ def confusion_figures(columns, model, snr_wanted, out_dir) -> list[tuple[str, pa
   return figures
 
 
-def spectrogram_figure(swept, inputs, config, file_name: str, out_dir) -> pathlib.Path:
-  """The model's log-mel of ``file_name``, clean and with each nominal noise at the report SNR."""
+def spectrogram_figure(swept, inputs, config, record, out_dir) -> pathlib.Path:
+  """The model's log-mel of the clip ``record``, clean and with each nominal noise at the report
+  SNR."""
   spec = swept.spec
-  record = next(r for r in inputs.tested if r.filename == file_name)
+  file_name = record.filename
   length = int(round(spec.sample_rate * esc50.CLIP_SECONDS))
   clip = clip_loading.load_clip(esc50.audio_path(inputs.root, record), spec.sample_rate, length,
                                 config.data.cache_dir or None,
@@ -93,6 +94,27 @@ def spectrogram_figure(swept, inputs, config, file_name: str, out_dir) -> pathli
               f"band {spec.band[0]:g}-{spec.band[1]:g} Hz")
   return plots.plot_spectrograms(features, titles, suptitle,
                                  out_dir / f"spectrograms_{plots.slug(swept.name)}.png")
+
+
+def spectrogram_record(setting, tested):
+  """The swept clip ``config.report.spectrogram_clip`` names: a file name, or an ESC-50 target
+  whose first clip (by fold and file name) is taken; the first clip when that class was not swept.
+
+  Raises:
+    ConfigError: a file name that is not among the swept clips.
+  """
+  setting = str(setting).strip()
+  if setting.isdigit():
+    of_class = [record for record in tested if record.target == int(setting)]
+    if not of_class:
+      logging.info("config.report.spectrogram_clip=%s: no swept clip of that class; showing %s",
+                   setting, tested[0].filename)
+    return (of_class or tested)[0]
+  for record in tested:
+    if record.filename == setting:
+      return record
+  raise ConfigError(f"config.report.spectrogram_clip={setting!r} is not a swept clip; expected an "
+                    f"ESC-50 target or a file name such as {tested[0].filename!r}")
 
 
 def html_table(columns, rows) -> str:
@@ -161,12 +183,36 @@ def write_report(config, workdir) -> dict:
   store.atomic_write_csv(table_files["complexity"], tables.COMPLEXITY_COLUMNS, complexity)
   store.atomic_write_csv(table_files["noise_power"], tables.NOISE_POWER_COLUMNS, noise_power)
   store.atomic_write_csv(table_files["accuracy_by_snr"], *pivot)
+  inference_vs_test = tables.inference_vs_test_rows(
+      run_info.get("models", []), model_lib.read_fold_results(workdir),
+      store.read_accuracy(workdir), run_info.get("config", {}).get("sweep", {}).get(
+          "inference_root", ""))
+  if inference_vs_test:
+    table_files["inference_vs_test"] = out_dir / "inference_vs_test.csv"
+    store.atomic_write_csv(table_files["inference_vs_test"], tables.INFERENCE_VS_TEST_COLUMNS,
+                           inference_vs_test)
+  study_noise_power = tables.study_noise_power_rows(inputs.noise_types, int(config.seed))
+  table_files["noise_power_study"] = out_dir / "noise_power_study.csv"
+  store.atomic_write_csv(table_files["noise_power_study"], tables.study_noise_power_columns(),
+                         study_noise_power)
+  fold_curves = {path: store.read_csv(path) for path in sorted(workdir.glob("fold*/curves.csv"))}
+  training_curves = tables.training_curve_rows(fold_curves)
+  if training_curves:
+    table_files["training_curves"] = out_dir / "training_curves.csv"
+    store.atomic_write_csv(table_files["training_curves"], tables.TRAINING_CURVE_COLUMNS,
+                           training_curves)
+    written["training_curves"] = plots.plot_training_curves(
+        training_curves, f"{', '.join(own_models)}, {len(fold_curves)} fold(s)",
+        out_dir / "training_curves.png")
   confusions, spectrograms = [], []
-  spectrogram_file = inputs.tested[0].filename
+  swept_files = set(columns["file"][np.isin(columns["model"], own_models)].tolist())
+  spectrogram_clip = spectrogram_record(
+      config.report.spectrogram_clip,
+      [record for record in inputs.tested if record.filename in swept_files] or inputs.tested)
   for name in own_models:
     confusions += confusion_figures(columns, name, tuple(config.report.confusion_snrs), out_dir)
-    spectrograms.append((f"{name}: {spectrogram_file}",
-                         spectrogram_figure(models[name], inputs, config, spectrogram_file,
+    spectrograms.append((f"{name}: {spectrogram_clip.filename}",
+                         spectrogram_figure(models[name], inputs, config, spectrogram_clip,
                                             out_dir)))
   written["confusion"] = [path for _, path in confusions]
   written["spectrograms"] = [path for _, path in spectrograms]
@@ -190,11 +236,29 @@ def write_report(config, workdir) -> dict:
        None, [("all noises", link(written["accuracy"]["overview"]))]),
       ("Accuracy", "Per model and noise; columns: SNR in dB.", pivot, []),
       ("Robustness", robustness_text, (robustness_columns, robustness), []),
+      *([("Test accuracy vs clean accuracy of the swept set (the study's Table 4.5)",
+          "test_accuracy: the swept fold model(s) on their test fold(s) at the end of training "
+          "(clip-weighted over folds); clean_accuracy: the same model(s) on the swept set without "
+          "noise; accuracy_loss_percent: 100 (test - clean) / test.",
+          (tables.INFERENCE_VS_TEST_COLUMNS, inference_vs_test), [])] if inference_vs_test
+        else []),
       ("Model complexity", "FLOPs per clip from XLA's cost analysis (frontend + network, batch 1).",
        (tables.COMPLEXITY_COLUMNS, complexity), []),
       ("Nominal noise power per model band", "In-band power of the nominal realisation of each "
        "noise (colors have unit variance), as every gain alpha divides by it.",
        (tables.NOISE_POWER_COLUMNS, noise_power), []),
+      ("Nominal noise power at 44.1 kHz (the study's Table 4.7)", "In-band power in mW of each "
+       "noise's nominal realisation drawn or loaded at 44.1 kHz, 5 s, in the band of each of the "
+       "study's models (its Table 4.8), as the study mixed; the table above is what this run "
+       "mixed, at each model's own rate.",
+       (tables.study_noise_power_columns(), [{**row, **{k: f"{v:.5g}" for k, v in row.items()
+                                                        if k.endswith("(mW)")}}
+                                             for row in study_noise_power]), []),
+      *([("Training curves", "Loss and accuracy against iteration, the mean over the trained "
+          "folds with the lowest-to-highest fold shaded (the study's Figs 4.3-4.6); test points "
+          "every config.train.eval_every steps and at the end.", None,
+          [("training curves", link(written["training_curves"]))])]
+        if training_curves else []),
       ("Spectrograms", f"Model frontend features, clean and at {config.report.spectrogram_snr} dB.",
        None, [(caption, link(path)) for caption, path in spectrograms]),
       ("Confusion matrices", "Rows: true class; columns: predicted class (ESC-50 id and name).",

@@ -139,3 +139,31 @@ def plot_spectrograms(features, titles, suptitle: str, path) -> pathlib.Path:
   figure.suptitle(suptitle, fontsize=9)
   figure.tight_layout()
   return save(figure, path)
+
+
+def plot_training_curves(rows, title: str, path) -> pathlib.Path:
+  """Loss and accuracy against iteration (``tables.training_curve_rows``): the mean over folds as a
+  line, the lowest to highest fold shaded."""
+  figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 3.6))
+  for axes, quantity in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
+    for split, style in (("train", "-"), ("test", "o-")):
+      metric = f"{split}_{quantity}"
+      points = [row for row in rows if row[f"{metric}_folds"]]
+      if not points:
+        continue
+      steps = [row["step"] for row in points]
+      line, = axes.plot(steps, [row[f"{metric}_mean"] for row in points], style, markersize=3,
+                        label=f"{split} (mean of {max(row[f'{metric}_folds'] for row in points)} "
+                              "folds)")
+      axes.fill_between(steps, [row[f"{metric}_min"] for row in points],
+                        [row[f"{metric}_max"] for row in points], color=line.get_color(),
+                        alpha=0.2, linewidth=0)
+    axes.set_xlabel("iteration")
+    axes.set_ylabel(quantity)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+  accuracy_axes.set_ylim(0, 1)
+  figure.suptitle(f"{title}: mean over folds, shaded from the lowest to the highest fold",
+                  fontsize=9)
+  figure.tight_layout()
+  return save(figure, path)

@@ -173,18 +173,19 @@ class SweepEngine:
     """``[noises]`` in-band powers of a noise already on the devices."""
     return band_power(noise, self.spec.sample_rate, self.spec.band)
 
-  def colored_per_clip(self, key: jax.Array, numbers: np.ndarray, color: str) -> jax.Array:
+  def colored_per_clip(self, key: jax.Array, numbers: np.ndarray, color: str,
+                       generator: str = "psd") -> jax.Array:
     """``[chunk, samples]`` colored noise generated on the devices, row i from
     ``fold_in(key, numbers[i])``, already split over the clip axis."""
-    if color not in self._colored:
+    if (color, generator) not in self._colored:
       def generate(key_data, numbers):
         base = jax.random.wrap_key_data(key_data)
         keys = jax.vmap(lambda number: jax.random.fold_in(base, number))(numbers)
-        return colored_noise_batch(keys, self.num_samples, color)
-      self._colored[color] = jax.jit(
+        return colored_noise_batch(keys, self.num_samples, color, generator=generator)
+      self._colored[color, generator] = jax.jit(
           generate, out_shardings=NamedSharding(self.mesh, PartitionSpec(CLIP_AXIS, None)))
     key_data = self.put_replicated(np.asarray(jax.random.key_data(key)))
-    return self._colored[color](key_data, self.put_per_clip(np.asarray(numbers, np.uint32)))
+    return self._colored[color, generator](key_data, self.put_per_clip(np.asarray(numbers, np.uint32)))
 
   def run(self, noise_for_chunk, snrs, *, per_clip_noise: bool):
     """Predictions of every clip at every SNR for one noise unit.

@@ -1,13 +1,16 @@
 """The model(s) a sweep classifies with: a checkpoint given in the config, or the trained fold models.
 
 When the workdir holds the models the 'train' mode left in ``workdir/fold{k}/model``, those are
-swept, each on its own test fold. Otherwise ``config.model.checkpoint`` is: a converted model
+swept, each on its own test fold (``config.sweep.model_fold='all'``), or only one of them:
+``'best'`` is the fold whose ``fold{k}/result.json`` has the highest test accuracy (ties go to the
+lower fold; the study's choice), a number is that fold. Otherwise ``config.model.checkpoint`` is: a converted model
 directory, or an upstream PyTorch checkpoint (converted on the fly and cached in
 ``<cache_dir>/models/``). A published checkpoint named like its release asset
 (``mn04_as_mAP_432.pt``) that is not on disk is downloaded once to that path when online.
 """
 import dataclasses
 import hashlib
+import json
 import logging
 import pathlib
 import shutil
@@ -19,6 +22,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from jaxnoise.config_checks import check_model_fold
 from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import store
 
@@ -134,13 +138,55 @@ def load_checkpoint_model(config) -> SweptModel:
   return SweptModel(name, spec, variables, None, provenance)
 
 
-def load_trained_models(config, workdir) -> list[SweptModel]:
-  """The models of the 'train' mode in ``workdir/fold{k}/model``, one per test fold."""
+def read_fold_results(workdir) -> dict:
+  """``{test_fold: result}`` of the 'train' mode's finished folds (``fold{k}/result.json``:
+  'accuracy', 'test_clips', ...)."""
+  results = {}
+  for path in sorted(pathlib.Path(workdir).glob("fold*/result.json")):
+    result = json.loads(path.read_text(encoding="utf-8"))
+    results[int(result["test_fold"])] = result
+  return results
+
+
+def best_fold(results: dict) -> int:
+  """The fold with the highest test accuracy; ties go to the lower fold."""
+  return min(results, key=lambda fold: (-float(results[fold]["accuracy"]), fold))
+
+
+def chosen_fold(model_fold, workdir) -> int | None:
+  """The fold whose model ``config.sweep.model_fold`` sweeps; None for 'all'.
+
+  Raises:
+    ConfigError: 'best' or a fold number without that training result in ``workdir``.
+  """
+  choice = check_model_fold(model_fold)
+  if choice == "all":
+    return None
+  results = read_fold_results(workdir)
+  if choice == "best":
+    if not results:
+      raise ConfigError(
+          f"config.sweep.model_fold='best' sweeps the fold model with the highest test accuracy "
+          f"of this workdir's training, but {workdir} holds no training result "
+          "(fold*/result.json); run the 'train' mode first, or set model_fold='all'")
+    return best_fold(results)
+  if choice not in results:
+    raise ConfigError(f"config.sweep.model_fold={choice}: {workdir} holds no finished training "
+                      f"of test fold {choice} (fold{choice}/result.json); trained folds: "
+                      f"{sorted(results) or 'none'}")
+  return choice
+
+
+def load_trained_models(config, workdir, only_fold: int | None = None) -> list[SweptModel]:
+  """The models of the 'train' mode in ``workdir/fold{k}/model``, one per test fold (or only
+  that of ``only_fold``)."""
   models = []
   for directory in sorted(pathlib.Path(workdir).glob("fold*/model")):
     if not (directory / store.CONFIG_FILE).is_file():
       continue
     fold = int(directory.parent.name[len("fold"):])
+    if only_fold is not None and fold != only_fold:
+      continue
     spec, variables = store.load_model(directory)
     # The source records the training's seed and how each of its random draws derives from it.
     models.append(SweptModel(config.model.name or spec.arch, spec, variables, (fold,),
@@ -153,8 +199,9 @@ def load_trained_models(config, workdir) -> list[SweptModel]:
 def load_models(config, workdir) -> list[SweptModel]:
   """The models to sweep: the trained fold models of ``workdir`` if there are any (the 'train'
   mode's product, where ``config.model.checkpoint`` was only their starting point), else the
-  checkpoint of ``config.model.checkpoint``."""
-  models = load_trained_models(config, workdir)
+  checkpoint of ``config.model.checkpoint``. ``config.sweep.model_fold`` picks among the fold
+  models (module doc)."""
+  models = load_trained_models(config, workdir, chosen_fold(config.sweep.model_fold, workdir))
   if models:
     logging.info("sweeping the trained model(s) of %s (folds %s)", workdir,
                  [m.folds[0] for m in models])

@@ -2,7 +2,8 @@
 
 Names in ``config.sweep.noises`` (and ``config.sweep.noise_paths``):
 
-- ``white``, ``pink``, ``brown``, ``blue``, ``violet``: colored noise drawn on the device from a key.
+- ``white``, ``pink``, ``brown``, ``blue``, ``violet``: colored noise drawn on the device from a key,
+  shaped by ``config.sweep.colored_generator`` (``jaxnoise.noise.colored``: "psd" or "study").
 - ``esc50:<category>``: ESC-50 clips of a class that is not being tested (the defaults: dog, rain,
   car_horn, engine, train), from the dataset's own metadata, or, when the dataset copy lacks the
   class, from ESC-50-named files (``FOLD-SOURCE-TAKE-TARGET.wav``) in ``config.sweep.esc50_noise_dirs``.
@@ -38,7 +39,7 @@ import numpy as np
 from jaxnoise.audio.io import list_audio_files
 from jaxnoise.data import esc50
 from jaxnoise.errors import AudioError, ConfigError
-from jaxnoise.noise import COLORS, band_power, colored_noise, load_noise_file
+from jaxnoise.noise import COLORS, band_power, check_generator, colored_noise, load_noise_file
 
 ESC50_PREFIX = "esc50:"
 ESC50_FILE_NAME = re.compile(r"^(\d)-(\w+)-([A-Z])-(\d+)\.wav$")
@@ -46,22 +47,23 @@ ESC50_FILE_NAME = re.compile(r"^(\d)-(\w+)-([A-Z])-(\d+)\.wav$")
 
 @dataclasses.dataclass(frozen=True)
 class NoiseType:
-  """One noise of the sweep: a color, or a pool of recordings."""
+  """One noise of the sweep: a color (and the generator that shapes it), or a pool of recordings."""
   name: str
   color: str | None = None
   recordings: tuple = ()
+  generator: str = "psd"
 
   def realisations(self, requested: int) -> int:
     return requested if self.color else min(requested, len(self.recordings))
 
   def describe(self) -> dict:
     if self.color:
-      return {"name": self.name, "color": self.color}
+      return {"name": self.name, "color": self.color, "generator": self.generator}
     return {"name": self.name, "recordings": [str(path) for path in self.recordings]}
 
 
 def parse_noises(entries, *, records=(), data_root=None, esc50_noise_dirs=(),
-                 tested_targets=()) -> list[NoiseType]:
+                 tested_targets=(), colored_generator="psd") -> list[NoiseType]:
   """Resolves the noise names of the config (module doc) into NoiseTypes.
 
   Args:
@@ -70,18 +72,20 @@ def parse_noises(entries, *, records=(), data_root=None, esc50_noise_dirs=(),
     data_root: that copy's folder.
     esc50_noise_dirs: further folders with ESC-50-named files, searched when the copy lacks a class.
     tested_targets: ESC-50 targets under test; using one of them as noise is refused.
+    colored_generator: ``config.sweep.colored_generator``, the shaping of every color.
 
   Raises:
     ConfigError: an unknown name, a missing file or folder, a tested class used as noise, or two
       noises with the same name.
   """
+  check_generator(colored_generator)
   noises = []
   for entry in entries:
     entry = str(entry).strip()
     if not entry:
       raise ConfigError("config.sweep.noises holds an empty name")
     if entry in COLORS:
-      noises.append(NoiseType(entry, color=entry))
+      noises.append(NoiseType(entry, color=entry, generator=colored_generator))
     elif entry.startswith(ESC50_PREFIX):
       noises.append(esc50_noise(entry, records, data_root, esc50_noise_dirs, tested_targets))
     elif "=" in entry:
@@ -204,7 +208,8 @@ def nominal_noise(noise: NoiseType, realisation: int, seed: int, sample_rate: in
                   num_samples: int) -> np.ndarray:
   """``[num_samples]`` float32: the realisation mixed into every clip (the study's protocol)."""
   if noise.color:
-    return np.asarray(colored_noise(realisation_key(seed, realisation), num_samples, noise.color))
+    return np.asarray(colored_noise(realisation_key(seed, realisation), num_samples, noise.color,
+                                    generator=noise.generator))
   return load_noise_file(noise.recordings[realisation], sample_rate, num_samples)
 
 
@@ -292,7 +297,7 @@ class NoiseMaker:
       if unit.noise.color:
         numbers = [clip_number(name) for name in self.file_names[rows]]
         noise = engine.colored_per_clip(realisation_key(self.seed, unit.realisation), numbers,
-                                        unit.noise.color)
+                                        unit.noise.color, unit.noise.generator)
       else:
         noise = engine.put_per_clip(np.stack([self.recording(path) for path in paths[rows]]))
       return noise, engine.noise_power(noise)

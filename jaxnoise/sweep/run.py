@@ -120,7 +120,8 @@ def resolve_inputs(config) -> Inputs:
   noise_entries = tuple(config.sweep.noises) + tuple(config.sweep.noise_paths)
   noise_types = noise_lib.parse_noises(
       noise_entries, records=every, data_root=root,
-      esc50_noise_dirs=tuple(config.sweep.esc50_noise_dirs), tested_targets=target_ids)
+      esc50_noise_dirs=tuple(config.sweep.esc50_noise_dirs), tested_targets=target_ids,
+      colored_generator=config.sweep.colored_generator)
   return Inputs(root, every, tested, label_names, target_ids, noise_types)
 
 

@@ -80,11 +80,18 @@ def batch_indices(seed: int, fold: int, step: int, batch_size: int, size: int) -
 # --- One fold -----------------------------------------------------------------------------------
 
 
+def steps_per_epoch(train_clips: int, batch_size: int) -> int:
+  """Steps of one epoch as a PyTorch DataLoader counts them (a last, partial batch is a step):
+  ``ceil(train_clips / batch_size)``, e.g. 608 clips at batch 64 are 10 steps. Batches stay full
+  here (batch_indices), so such an epoch draws a few more clips than a DataLoader's."""
+  return -(-int(train_clips) // int(batch_size))
+
+
 def total_steps(train_config, train_clips: int) -> int:
-  """``config.train.steps``, or ``epochs`` passes over the training clips when ``epochs > 0``."""
+  """``config.train.steps``, or ``epochs`` epochs (steps_per_epoch) when ``epochs > 0``."""
   epochs = float(train_config.get("epochs", 0) or 0)
   if epochs > 0:
-    return int(math.ceil(epochs * train_clips / int(train_config.batch_size)))
+    return int(math.ceil(epochs * steps_per_epoch(train_clips, train_config.batch_size)))
   steps = int(train_config.steps)
   if steps <= 0:
     raise ConfigError(f"config.train.steps must be positive (or set config.train.epochs), got "
@@ -173,8 +180,8 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
                       f"{placement.size} devices it is split over")
   steps = total_steps(train_config, len(train_index))
   seed = int(config.seed)
-  schedule = optim.learning_rate_schedule(train_config,
-                                          steps_per_epoch=len(train_index) / batch_size)
+  epoch_steps = steps_per_epoch(len(train_index), batch_size)
+  schedule = optim.learning_rate_schedule(train_config, steps_per_epoch=epoch_steps)
   tx = optim.optimizer(train_config, schedule)
   init_key, train_key = jax.random.split(jax.random.fold_in(jax.random.key(seed), fold))
   # jit: one compilation initialises much faster than running the network op by op.
@@ -202,7 +209,6 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
     eval_step = make_eval_step(spec)
     log_every = max(int(train_config.log_every), 1)
     eval_every = int(train_config.get("eval_every", 0) or 0)
-    steps_per_epoch = len(train_index) / batch_size
     progress = _Progress(start, steps)
     pending = []
     logging.info("fold %d: training on %d clips (folds %s), testing on %d; %d steps of %d on %d "
@@ -223,7 +229,7 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
         pending = []
         row = rows.setdefault(done, {"step": done})
         _check_finite_loss(fetched, fold, done, train_config)
-        row.update(epoch=done / steps_per_epoch,
+        row.update(epoch=done / epoch_steps,
                    learning_rate=float(fetched[-1]["learning_rate"]),
                    train_loss=float(np.mean([m["loss"] for m in fetched])),
                    train_accuracy=float(np.mean([m["accuracy"] for m in fetched])))
