@@ -4,7 +4,7 @@ The config (an ml_collections config file, see configs/base.py) names the modes 
 'train' (jaxnoise.train), 'sweep' (jaxnoise.sweep) and 'report' (jaxnoise.report), or 'all'. Every
 config value can be overridden on the command line, e.g. --config.sweep.snrs='(-20,0,20)'.
 A mistake in the inputs prints one line starting with 'error:' and exits with status 2; the config,
-data, noises and checkpoint are checked before any mode starts (jaxnoise.config_checks).
+data, noises and checkpoint are checked before any mode starts (jaxnoise.preflight).
 """
 import logging
 import pathlib
@@ -18,7 +18,7 @@ if str(REPO_ROOT) not in sys.path:
 from absl import flags  # pylint: disable=wrong-import-position
 from ml_collections import config_flags  # pylint: disable=wrong-import-position
 
-from jaxnoise import cli, config_checks  # pylint: disable=wrong-import-position
+from jaxnoise import cli, preflight  # pylint: disable=wrong-import-position
 from jaxnoise.errors import ConfigError  # pylint: disable=wrong-import-position
 
 MODES = ("train", "sweep", "report")
@@ -43,7 +43,7 @@ def run(config, workdir) -> None:
   """Runs the modes of ``config`` in ``workdir``, after checking everything they will read."""
   workdir = pathlib.Path(workdir).expanduser()
   modes = modes_of(config)
-  config_checks.check_config(config, modes, workdir)
+  preflight.check_config(config, modes, workdir)
   try:
     workdir.mkdir(parents=True, exist_ok=True)
   except OSError as error:

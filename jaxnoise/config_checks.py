@@ -1,24 +1,19 @@
-"""Checks of an experiment config (``configs/base.py``) before any stage starts.
+"""Checks of the values in an experiment config (``configs/base.py``), below every stage.
 
-``check_config(config, modes)`` is what launch.py runs first: every key the chosen modes read is
-checked, and the data, classes, noises and checkpoint they name are looked up (no audio is decoded,
-no model built), so a mistake in the sweep or report settings is reported at once rather than
-after hours of training. The stages run the checks of their own section too
-(``check_train_config`` in ``jaxnoise.train.loop.train``, ``check_sweep_config`` in
-``jaxnoise.sweep.run.run``, ``check_report_config`` in ``jaxnoise.report.page.write_report``), so
-calling them directly is as safe.
+Each stage checks the section it reads before it starts (``jaxnoise.train.loop.check_settings``,
+``jaxnoise.sweep.run.run``, ``jaxnoise.report.page.write_report``) with these functions, and
+``jaxnoise.preflight.check_config``, which launch.py runs first, checks every mode's sections and
+looks up their inputs, so a mistake in the sweep or report settings is reported before hours of
+training. This module imports no stage: the stages import it.
 
 Every check raises ConfigError naming the key, its value and what was expected.
 """
 import math
 import numbers
-import pathlib
 
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError
 from jaxnoise.models import registry
-from jaxnoise.sweep import store
-from jaxnoise.train import optim, steps
 
 # jax.random.key and numpy's generators both take any non-negative integer below 2**63.
 SEED_LIMIT = 2**63
@@ -65,7 +60,7 @@ def check_data_config(data_config):
 
 
 def check_train_config(train_config):
-  """Every ``config.train`` value the loop reads, with the same functions the loop uses."""
+  """The numbers of ``config.train`` (its names are checked by ``jaxnoise.train.loop``)."""
   integer(train_config.batch_size, "config.train.batch_size", 1)
   if real(train_config.get("epochs", 0.0), "config.train.epochs", 0.0) == 0:
     integer(train_config.steps, "config.train.steps (or set config.train.epochs > 0)", 1)
@@ -79,11 +74,6 @@ def check_train_config(train_config):
     integer(train_config.get(key, 0), f"config.train.{key}", 0)
   for key in ("checkpoint_every", "keep_checkpoints", "log_every", "lr_decay_every"):
     integer(train_config.get(key, 1), f"config.train.{key}", 1)
-  # Names, the schedule's table and the augmentation cycle: what the loop itself would reject.
-  schedule = optim.learning_rate_schedule(train_config, steps_per_epoch=1.0)
-  optim.optimizer(train_config, schedule)
-  for index in range(max(len(tuple(train_config.augment_cycle)), 1)):
-    steps.augmentation_flags(train_config, index)
 
 
 def check_test_folds(data_config) -> tuple[int, ...]:
@@ -127,49 +117,7 @@ def check_sweep_config(sweep_config) -> tuple[float, ...]:
 
 
 def check_report_config(report_config):
-  """SNRs of the figures are numbers; the runs to compare with hold a finished sweep."""
+  """The SNRs of the figures are numbers (the runs to compare with: ``jaxnoise.report.page``)."""
   for snr in tuple(report_config.confusion_snrs):
     real(snr, "config.report.confusion_snrs (each)", -math.inf)
   real(report_config.spectrogram_snr, "config.report.spectrogram_snr", -math.inf)
-  for other in tuple(report_config.compare_workdirs):
-    path = pathlib.Path(other).expanduser() / store.ACCURACY_FILE
-    if not path.is_file():
-      raise ConfigError(f"config.report.compare_workdirs: {path} does not exist; list workdirs "
-                        "of finished sweeps")
-
-
-def check_config(config, modes, workdir=None) -> None:
-  """Checks everything ``modes`` will read, and looks up the data, noises and checkpoint.
-
-  Args:
-    config: the experiment config.
-    modes: the stages about to run ('train', 'sweep', 'report').
-    workdir: the run's folder; a sweep of the trained models found there needs no checkpoint.
-
-  Raises:
-    JaxnoiseError: the first problem found (ConfigError for a key, or a missing dataset, class,
-      noise or checkpoint), so nothing runs with a config that would fail later.
-  """
-  check_seed(config)
-  check_data_config(config.data)
-  if "train" in modes:
-    check_model_config(config.model)
-    check_train_config(config.train)
-    check_test_folds(config.data)
-  if "sweep" in modes:
-    check_sweep_config(config.sweep)
-  if "report" in modes:
-    check_report_config(config.report)
-  # The inputs: the same look-ups the stages make first (metadata, classes, noise files). Imported
-  # here: those stage modules import this one.
-  if "train" in modes:
-    from jaxnoise.train import prepare  # pylint: disable=import-outside-toplevel
-    prepare.select_records(config)
-  if "sweep" in modes:
-    from jaxnoise.sweep import run as sweep_run  # pylint: disable=import-outside-toplevel
-    sweep_run.resolve_inputs(config)
-  if config.model.checkpoint and ("train" in modes or "sweep" in modes):
-    from jaxnoise.sweep import model as model_lib  # pylint: disable=import-outside-toplevel
-    trained = workdir is not None and any(pathlib.Path(workdir).glob("fold*/model/config.json"))
-    if "train" in modes or not trained:
-      model_lib.resolve_checkpoint(str(config.model.checkpoint))

@@ -20,6 +20,7 @@ from jaxnoise.data import clips as clip_loading
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError
 from jaxnoise.report import metrics, plots, tables
+from jaxnoise.runtime import files
 from jaxnoise.sweep import engine as engine_lib
 from jaxnoise.sweep import model as model_lib
 from jaxnoise.sweep import noises as sweep_noises
@@ -127,15 +128,25 @@ def render(sections, title: str) -> tuple[str, str]:
   return "\n".join(markdown), "\n".join(page)
 
 
+def check_settings(config):
+  """``config.report``'s values, and that the runs to compare with hold a finished sweep."""
+  config_checks.check_report_config(config.report)
+  for other in tuple(config.report.compare_workdirs):
+    path = pathlib.Path(other).expanduser() / store.ACCURACY_FILE
+    if not path.is_file():
+      raise ConfigError(f"config.report.compare_workdirs: {path} does not exist; list workdirs "
+                        "of finished sweeps")
+
+
 def write_report(config, workdir) -> dict:
   """Writes every figure and table and the summary page; returns their paths ({} on every
   process but 0 of a multi-host run, which has nothing to add)."""
   if jax.process_index() != 0:
     return {}
-  config_checks.check_report_config(config.report)
+  check_settings(config)
   workdir = pathlib.Path(workdir)
   out_dir = workdir / REPORT_DIR
-  store.remove_stale_temporaries(out_dir)
+  files.remove_stale_temporaries(out_dir)
   accuracy_rows, columns, own_models = read_runs(workdir, tuple(config.report.compare_workdirs))
   run_info = json.loads((workdir / store.RUN_FILE).read_text(encoding="utf-8"))
   inputs = sweep_run.resolve_inputs(config)
@@ -157,10 +168,10 @@ def write_report(config, workdir) -> dict:
   noise_power = tables.noise_power_rows(inputs.noise_types, list(models.values()), int(config.seed))
   table_files = {name: out_dir / f"{name}.csv"
                  for name in ("robustness", "complexity", "noise_power", "accuracy_by_snr")}
-  store.atomic_write_csv(table_files["robustness"], robustness_columns, robustness)
-  store.atomic_write_csv(table_files["complexity"], tables.COMPLEXITY_COLUMNS, complexity)
-  store.atomic_write_csv(table_files["noise_power"], tables.NOISE_POWER_COLUMNS, noise_power)
-  store.atomic_write_csv(table_files["accuracy_by_snr"], *pivot)
+  files.atomic_write_csv(table_files["robustness"], robustness_columns, robustness)
+  files.atomic_write_csv(table_files["complexity"], tables.COMPLEXITY_COLUMNS, complexity)
+  files.atomic_write_csv(table_files["noise_power"], tables.NOISE_POWER_COLUMNS, noise_power)
+  files.atomic_write_csv(table_files["accuracy_by_snr"], *pivot)
   confusions, spectrograms = [], []
   spectrogram_file = inputs.tested[0].filename
   for name in own_models:
@@ -203,8 +214,8 @@ def write_report(config, workdir) -> dict:
        [(noise, link(path)) for noise, path in written["accuracy"].items() if noise != "overview"]),
   ]
   markdown_text, html_text = render(sections, f"jaxnoise report: {', '.join(own_models)}")
-  store.atomic_write_text(out_dir / "index.md", markdown_text)
-  store.atomic_write_text(out_dir / "index.html", html_text)
+  files.atomic_write_text(out_dir / "index.md", markdown_text)
+  files.atomic_write_text(out_dir / "index.html", html_text)
   written.update({"markdown": out_dir / "index.md", "html": out_dir / "index.html",
                   "tables": table_files})
   logging.info("report written to %s", out_dir)

@@ -24,7 +24,8 @@ from jaxnoise.config_checks import check_seed, check_sweep_config
 from jaxnoise.data import clips as clip_loading
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError
-from jaxnoise.report import metrics
+from jaxnoise.runtime import distributed
+from jaxnoise.sweep import accuracy
 from jaxnoise.sweep import engine as engine_lib
 from jaxnoise.sweep import model as model_lib
 from jaxnoise.sweep import noises as noise_lib
@@ -143,7 +144,7 @@ def sweep_group(config, group, units, inputs, mesh, snrs, unit_store) -> list[di
   spec = group.model.spec
   readout = readout_lib.make_readout(spec.labels, inputs.label_names, inputs.target_ids)
   identifiers = [f"{group.prefix}-{unit.identifier}" for unit in units]
-  done = sharding.agree(np.asarray([unit_store.is_done(i) for i in identifiers]))
+  done = distributed.agree(np.asarray([unit_store.is_done(i) for i in identifiers]))
   if done.all():
     logging.info("%s: every unit already done", group.model.name)
     return []
@@ -153,7 +154,7 @@ def sweep_group(config, group, units, inputs, mesh, snrs, unit_store) -> list[di
                                   config.data.cache_dir or None,
                                   convert=bool(config.data.convert_audio))
   clip_devices = mesh.shape[sharding.CLIP_AXIS]
-  chunk = sharding.round_up(min(int(config.sweep.chunk_clips), len(group.records)), clip_devices)
+  chunk = distributed.round_up(min(int(config.sweep.chunk_clips), len(group.records)), clip_devices)
   snr_batch = snr_batch_for(int(config.sweep.snr_batch), jax.devices()[0].platform,
                             chunk // clip_devices)
   engine = engine_lib.SweepEngine(spec, readout, group.model.variables, clips, mesh,
@@ -187,7 +188,7 @@ def sweep_group(config, group, units, inputs, mesh, snrs, unit_store) -> list[di
     rows = unit_rows(group.model.name, group.records, unit,
                      (None,) if unit.noise is None else snrs, predicted, inputs.target_ids,
                      sources)
-    if sharding.is_writer():
+    if distributed.is_writer():
       unit_store.save(identifier, rows, logits)
     timings.append({"unit": identifier, "seconds": seconds, "mixes": int(predicted.size)})
     accuracies = np.mean(np.asarray(inputs.target_ids)[predicted] == targets[:, None], axis=0)
@@ -217,7 +218,7 @@ def run(config, workdir) -> dict:
   started = time.time()
   check_seed(config)
   snrs = check_sweep_config(config.sweep)
-  sharding.initialize(config.distributed)
+  distributed.initialize(config.distributed)
   inputs = resolve_inputs(config)
   units = noise_lib.make_units(inputs.noise_types, int(config.sweep.realisations))
   groups = make_groups(model_lib.load_models(config, workdir), inputs.tested)
@@ -232,14 +233,14 @@ def run(config, workdir) -> dict:
       "fresh_noise_per_clip": bool(config.sweep.fresh_noise_per_clip), "seed": int(config.seed),
       "save_logits": bool(config.sweep.save_logits)}
   unit_store = store.UnitStore(workdir, fingerprint)
-  if sharding.is_writer():
+  if distributed.is_writer():
     unit_store.prepare()
   timings = []
   for group in groups:
     timings += sweep_group(config, group, units, inputs, mesh, snrs, unit_store)
   summary = {"workdir": str(workdir), "units": len(units) * len(groups),
              "computed": len(timings), "seconds": time.time() - started}
-  if not sharding.is_writer():
+  if not distributed.is_writer():
     return summary
   rows = [row for group in groups for unit in units
           for row in unit_store.load(f"{group.prefix}-{unit.identifier}")]
@@ -260,7 +261,7 @@ def run(config, workdir) -> dict:
                                              if row["model"] == g.model.name
                                              and row["noise_source"] == SILENT_CLIP_SOURCE})
                        for g in groups}}
-  store.write_tables(workdir, rows, metrics.accuracy_table(store.to_columns(rows)), metadata)
+  store.write_tables(workdir, rows, accuracy.accuracy_table(store.to_columns(rows)), metadata)
   logging.info("wrote %s, %s and %s in %s (%.1f s)", store.RESULTS_FILE, store.ACCURACY_FILE,
                store.RUN_FILE, workdir, summary["seconds"])
   return summary

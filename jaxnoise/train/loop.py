@@ -37,8 +37,7 @@ from jaxnoise import config_checks
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import store
-from jaxnoise.sweep import sharding
-from jaxnoise.sweep import store as files
+from jaxnoise.runtime import distributed, files
 from jaxnoise.train import curves, optim
 from jaxnoise.train.prepare import Dataset, build_model, load_dataset, select_records, with_labels
 from jaxnoise.train.steps import (Placement, augmentation_flags, evaluate, make_eval_step,
@@ -139,7 +138,7 @@ def _check_same_run(fold_dir: pathlib.Path, config):
       changed = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
       raise ConfigError(f"{fold_dir} holds a run made with other settings ({', '.join(changed)}); "
                         "use another --workdir, or delete that folder to start over")
-  elif sharding.is_writer():
+  elif distributed.is_writer():
     files.atomic_write_text(path, json.dumps(settings, indent=2))
 
 
@@ -152,7 +151,7 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
   if result_file.is_file() and (fold_dir / "model" / store.CONFIG_FILE).is_file():
     logging.info("fold %d: already trained (%s); skipped", fold, result_file)
     return json.loads(result_file.read_text(encoding="utf-8"))
-  if sharding.is_writer():
+  if distributed.is_writer():
     files.remove_stale_temporaries(fold_dir)  # left by a run killed while writing
   train_config = config.train
   train_index = np.asarray([i for i, r in enumerate(data.records) if r.fold != fold], np.int64)
@@ -240,7 +239,7 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
         # Never checkpoint a diverged state: a resumed run would only continue from it.
         _check_finite_loss(jax.device_get(pending), fold, done, train_config)
         manager.save(done, args=ocp.args.StandardSave(state), force=True)
-        if sharding.is_writer():
+        if distributed.is_writer():
           curves.write_curve(fold_dir / "curves.csv", [rows[k] for k in sorted(rows)])
       if step_callback is not None:
         step_callback(fold, done, metrics)
@@ -257,7 +256,7 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
             "train_folds": train_folds, "steps": steps, "model_dir": str(fold_dir / "model")}
   logging.info("fold %d: test accuracy %.4f on %d clips", fold, scores["accuracy"],
                len(test_index))
-  if not sharding.is_writer():
+  if not distributed.is_writer():
     return result
   rows.setdefault(steps, {"step": steps}).update(test_loss=scores["loss"],
                                                  test_accuracy=scores["accuracy"])
@@ -294,6 +293,18 @@ def _write_predictions(path, records, labels, predictions, label_names):
   files.atomic_write_csv(path, columns, rows)
 
 
+def check_settings(config):
+  """Every value the 'train' mode reads: the numbers (``jaxnoise.config_checks``), and the names,
+  the schedule's table and the augmentation cycle, with the functions the loop itself uses."""
+  config_checks.check_seed(config)
+  config_checks.check_train_config(config.train)
+  config_checks.check_test_folds(config.data)
+  schedule = optim.learning_rate_schedule(config.train, steps_per_epoch=1.0)
+  optim.optimizer(config.train, schedule)
+  for index in range(max(len(tuple(config.train.augment_cycle)), 1)):
+    augmentation_flags(config.train, index)
+
+
 # --- All folds ----------------------------------------------------------------------------------
 
 
@@ -316,12 +327,10 @@ def train(config, workdir, *, spec=None, devices=None,
   Raises:
     JaxnoiseError: no requested test fold is present in the data, or a fold has nothing to train on.
   """
-  config_checks.check_seed(config)
-  config_checks.check_train_config(config.train)
-  config_checks.check_test_folds(config.data)
+  check_settings(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  sharding.initialize(config.distributed)
+  distributed.initialize(config.distributed)
   placement = make_placement(devices)
   seed = int(config.seed)
   root, records, label_names, target_ids = select_records(config)
@@ -342,7 +351,7 @@ def train(config, workdir, *, spec=None, devices=None,
   if not results:
     raise JaxnoiseError(f"none of the test folds {tuple(config.data.test_folds)} has clips of the "
                         f"selected classes; folds present: {present}")
-  if sharding.is_writer():
+  if distributed.is_writer():
     mean = curves.write_fold_table(results, workdir, config.model.name or spec.arch)
     logging.info("mean accuracy over folds %s: %.4f", sorted(results), mean)
   return results

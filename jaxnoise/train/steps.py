@@ -14,7 +14,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxnoise.errors import ConfigError
-from jaxnoise.sweep import sharding
+from jaxnoise.runtime import distributed
 from jaxnoise.train import augment
 
 DATA_AXIS = "data"
@@ -36,7 +36,7 @@ class Placement:
 
   def shard_batch(self, array: np.ndarray) -> jax.Array:
     """A global ``[batch, ...]`` host array (every process holds all of it) split over the mesh."""
-    return sharding.put(array, self.mesh, PartitionSpec(DATA_AXIS))
+    return distributed.put(array, self.mesh, PartitionSpec(DATA_AXIS))
 
   def replicate(self, tree):
     return jax.device_put(tree, self.replicated)
@@ -131,7 +131,8 @@ def evaluate(eval_step, variables, waveforms: np.ndarray, labels: np.ndarray, ba
     chunk = waveforms[start:start + batch_size]
     padded = np.zeros((batch_size,) + chunk.shape[1:], np.float32)
     padded[:len(chunk)] = chunk
-    logits.append(sharding.fetch(eval_step(variables, placement.shard_batch(padded)))[:len(chunk)])
+    batch_logits = eval_step(variables, placement.shard_batch(padded))
+    logits.append(distributed.fetch(batch_logits)[:len(chunk)])
   logits = np.concatenate(logits).astype(np.float64)
   shifted = logits - logits.max(axis=1, keepdims=True)
   log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
