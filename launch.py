@@ -20,6 +20,7 @@ from ml_collections import config_flags  # pylint: disable=wrong-import-position
 
 from jaxnoise import cli, preflight  # pylint: disable=wrong-import-position
 from jaxnoise.errors import ConfigError  # pylint: disable=wrong-import-position
+from jaxnoise.runtime import compile_cache  # pylint: disable=wrong-import-position
 
 MODES = ("train", "sweep", "report")
 
@@ -48,19 +49,22 @@ def run(config, workdir) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
   except OSError as error:
     raise ConfigError(f"--workdir={workdir} cannot be created: {error}") from None
-  for mode in modes:
-    logging.info("mode %s -> %s", mode, workdir)
-    if mode == "train":
-      from jaxnoise.train import loop  # pylint: disable=import-outside-toplevel
-      loop.train(config, workdir)
-    elif mode == "sweep":
-      from jaxnoise.sweep import run as sweep_run  # pylint: disable=import-outside-toplevel
-      sweep_run.run(config, workdir)
-    else:
-      from jaxnoise.report import page  # pylint: disable=import-outside-toplevel
-      written = page.write_report(config, workdir)
-      if written:
-        print(f"report: {written['html']}")
+  with compile_cache.persistent_cache(config) as cache:
+    if cache is not None:
+      logging.info("compiled programs are cached in %s (--config.compile_cache=False: off)", cache)
+    for mode in modes:
+      logging.info("mode %s -> %s", mode, workdir)
+      if mode == "train":
+        from jaxnoise.train import loop  # pylint: disable=import-outside-toplevel
+        loop.train(config, workdir)
+      elif mode == "sweep":
+        from jaxnoise.sweep import run as sweep_run  # pylint: disable=import-outside-toplevel
+        sweep_run.run(config, workdir)
+      else:
+        from jaxnoise.report import page  # pylint: disable=import-outside-toplevel
+        written = page.write_report(config, workdir)
+        if written:
+          print(f"report: {written['html']}")
 
 
 def main(argv):

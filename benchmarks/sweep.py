@@ -33,11 +33,11 @@ from jaxnoise.data import esc50  # pylint: disable=wrong-import-position
 from jaxnoise.models import mobilenet, registry, store  # pylint: disable=wrong-import-position
 from jaxnoise.noise import colored_noise  # pylint: disable=wrong-import-position
 from jaxnoise.report import tables  # pylint: disable=wrong-import-position
+from jaxnoise.runtime import distributed  # pylint: disable=wrong-import-position
 from jaxnoise.sweep import engine as engine_lib  # pylint: disable=wrong-import-position
 from jaxnoise.sweep import noises as noise_lib  # pylint: disable=wrong-import-position
 from jaxnoise.sweep import readout as readout_lib  # pylint: disable=wrong-import-position
 from jaxnoise.sweep import run as sweep_run  # pylint: disable=wrong-import-position
-from jaxnoise.runtime import distributed  # pylint: disable=wrong-import-position
 from jaxnoise.sweep import sharding  # pylint: disable=wrong-import-position
 
 MN04_CHECKPOINT = REPO_ROOT.parent / "shared" / "golden" / "mn" / "mn04_as_mAP_432.pt"

@@ -10,10 +10,12 @@ Every check raises ConfigError naming the key, its value and what was expected.
 """
 import math
 import numbers
+import pathlib
+import tempfile
 
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError
-from jaxnoise.models import registry
+from jaxnoise.models import precision, registry
 
 # jax.random.key and numpy's generators both take any non-negative integer below 2**63.
 SEED_LIMIT = 2**63
@@ -41,6 +43,34 @@ def check_seed(config) -> int:
   if seed >= SEED_LIMIT:
     raise ConfigError(f"config.seed must be below 2**63, got {seed}")
   return seed
+
+
+def check_precision(value, key: str) -> str:
+  """A precision mode of ``jaxnoise.models.precision``; ConfigError naming ``key`` otherwise."""
+  if value not in precision.PRECISIONS:
+    raise ConfigError(f"{key} must be one of {precision.PRECISIONS}, got {value!r}")
+  return value
+
+
+def check_compile_cache(config):
+  """``config.compile_cache`` is a bool and, when on, ``config.cache_dir`` a folder that can be
+  created and written (checked by writing a temporary file there)."""
+  if not isinstance(config.compile_cache, bool):
+    raise ConfigError(f"config.compile_cache must be True or False, got {config.compile_cache!r}")
+  if not config.compile_cache:
+    return
+  text = str(config.cache_dir or "")
+  if not text.strip():
+    raise ConfigError("config.cache_dir is empty: give a folder for compiled programs, or pass "
+                      "--config.compile_cache=False")
+  directory = pathlib.Path(text).expanduser()
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory):
+      pass
+  except OSError as error:
+    raise ConfigError(f"config.cache_dir={text!r} cannot be written ({error.strerror or error}); "
+                      "give a writable folder or pass --config.compile_cache=False") from None
 
 
 def check_model_config(model_config):
@@ -74,6 +104,7 @@ def check_train_config(train_config):
     integer(train_config.get(key, 0), f"config.train.{key}", 0)
   for key in ("checkpoint_every", "keep_checkpoints", "log_every", "lr_decay_every"):
     integer(train_config.get(key, 1), f"config.train.{key}", 1)
+  check_precision(train_config.precision, "config.train.precision")
 
 
 def check_test_folds(data_config) -> tuple[int, ...]:
@@ -105,6 +136,7 @@ def check_sweep_config(sweep_config) -> tuple[float, ...]:
     integer(sweep_config[key], f"config.sweep.{key}", 1)
   integer(sweep_config.snr_batch, "config.sweep.snr_batch (-1 automatic, 0 all)", -1)
   integer(sweep_config.snr_devices, "config.sweep.snr_devices (0 automatic)", 0)
+  check_precision(sweep_config.precision, "config.sweep.precision")
   if not tuple(sweep_config.noises) + tuple(sweep_config.noise_paths):
     raise ConfigError("config.sweep.noises is empty: give at least one noise (white, pink, brown, "
                       "blue, violet, esc50:<class>, or a file or folder)")

@@ -26,6 +26,7 @@ def check_config(config, modes, workdir=None) -> None:
   # (orbax for training, matplotlib for the report).
   # pylint: disable=import-outside-toplevel
   config_checks.check_seed(config)
+  config_checks.check_compile_cache(config)
   config_checks.check_data_config(config.data)
   if "train" in modes:
     from jaxnoise.train import loop, prepare

@@ -146,6 +146,7 @@ def make_config(data_root, model_dir, tmp_path, **changes):
   config = base.get_config()
   settings = {"modes": ("sweep",), "model.checkpoint": str(model_dir),
               "data.root": str(data_root), "data.cache_dir": str(tmp_path / "cache"),
+              "cache_dir": str(tmp_path / "cache" / "xla"),
               "data.classes": ",".join(CLASSES), "data.test_folds": (1,),
               "sweep.noises": ("white",), "sweep.snrs": (-5, 5), "train.steps": 2,
               "train.batch_size": 4}
@@ -221,6 +222,10 @@ def result_cells(workdir: pathlib.Path):
     ({"modes": ("report",), "report.confusion_snrs": ("low",)}, ["config.report.confusion_snrs"]),
     ({"modes": ("report",), "report.compare_workdirs": ("/nonexistent/run",)},
      ["config.report.compare_workdirs", "/nonexistent/run/accuracy.csv"]),
+    ({"sweep.precision": "fp16"}, ["config.sweep.precision", "'fp16'", "bfloat16"]),
+    ({"modes": ("train",), "train.precision": "half"}, ["config.train.precision", "'half'"]),
+    ({"cache_dir": "/dev/null/xla"}, ["config.cache_dir='/dev/null/xla'", "cannot be written",
+                                      "--config.compile_cache=False"]),
 ])
 def test_launch_refuses_bad_configs_before_any_work(changes, fragments, data_root, model_dir,
                                                     tmp_path, capsys):

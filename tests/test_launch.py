@@ -28,7 +28,7 @@ def test_quickstart_writes_every_table_and_plot(shared_dir, tmp_path):
   process = launch_process(
       f"--config={QUICKSTART}", f"--workdir={workdir}", "--config.sweep.snrs=(-10,10)",
       '--config.sweep.noises=("pink","esc50:rain")', "--config.sweep.folds=(2,5)",
-      f"--config.data.cache_dir={tmp_path / 'cache'}")
+      f"--config.data.cache_dir={tmp_path / 'cache'}", f"--config.cache_dir={tmp_path / 'xla'}")
   assert process.returncode == 0, process.stderr[-3000:]
   assert "report:" in process.stdout
   for name in (store.RESULTS_FILE, store.ACCURACY_FILE, store.RUN_FILE):
@@ -58,7 +58,8 @@ def test_quickstart_writes_every_table_and_plot(shared_dir, tmp_path):
 ])
 def test_user_errors_exit_2_with_one_line(arguments, message, tmp_path, shared_dir):
   process = launch_process(f"--config={QUICKSTART}", f"--workdir={tmp_path}", *arguments,
-                           f"--config.data.cache_dir={tmp_path / 'cache'}", timeout=300)
+                           f"--config.data.cache_dir={tmp_path / 'cache'}",
+                           f"--config.cache_dir={tmp_path / 'xla'}", timeout=300)
   assert process.returncode == 2, process.stderr[-2000:]
   last = process.stderr.strip().splitlines()[-1]
   assert last.startswith("error:") and message in last

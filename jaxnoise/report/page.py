@@ -190,7 +190,8 @@ def write_report(config, workdir) -> dict:
              f"{', '.join(n.name for n in inputs.noise_types)}, SNRs {settings.get('snrs')} dB, "
              f"{settings.get('realisations')} realisation(s) per noise"
              f"{' (fresh per clip)' if settings.get('fresh_noise_per_clip') else ''}; "
-             f"{run_info.get('devices', {}).get('count')} device(s), sweep time "
+             f"{run_info.get('devices', {}).get('count')} device(s), precision "
+             f"{run_info.get('precision', 'highest')}, sweep time "
              f"{run_info.get('timing', {}).get('seconds', float('nan')):.1f} s.")
   robustness_text = ("area: mean accuracy over the SNR range (trapezoid); half-accuracy SNR: where "
                      "accuracy falls to half of clean (interpolated); collapse: share of predictions"

@@ -187,7 +187,7 @@ class SweepEngine:
     key_data = self.put_replicated(np.asarray(jax.random.key_data(key)))
     return self._colored[color](key_data, self.put_per_clip(np.asarray(numbers, np.uint32)))
 
-  def run(self, noise_for_chunk, snrs, *, per_clip_noise: bool):
+  def run(self, noise_for_chunk, snrs, *, per_clip_noise: bool, on_chunk=None):
     """Predictions of every clip at every SNR for one noise unit.
 
     Args:
@@ -196,6 +196,7 @@ class SweepEngine:
         nominal realisation).
       snrs: the SNR grid in dB.
       per_clip_noise: whether the noise has a row per clip.
+      on_chunk: ``on_chunk(clips)`` after each chunk's results reached the host (progress).
 
     Returns:
       ``(predicted [clips, snrs] int array, logits [clips, snrs, outputs] or None)`` on the host.
@@ -211,6 +212,8 @@ class SweepEngine:
       predicted.append(distributed.fetch(outputs["predicted"])[:rows, :num_snrs])
       if self.with_logits:
         logits.append(distributed.fetch(outputs["logits"])[:rows, :num_snrs])
+      if on_chunk is not None:
+        on_chunk(rows)
 
     # One chunk in flight while the next is dispatched: the devices never wait for the host, and
     # at most two chunks of noisy clips exist at a time, so memory stays flat.

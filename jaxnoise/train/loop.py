@@ -20,11 +20,11 @@ Layout of ``workdir``::
   fold{k}/run_settings.json what determines the result; another run refuses to take the fold over
   accuracy_per_fold.csv|md the study's "accuracy per fold" table with the mean
 """
+import dataclasses
 import json
 import logging
 import math
 import pathlib
-import time
 from typing import Callable, Optional
 
 import jax
@@ -38,6 +38,7 @@ from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import store
 from jaxnoise.runtime import distributed, files
+from jaxnoise.runtime import progress as progress_lib
 from jaxnoise.train import curves, optim
 from jaxnoise.train.prepare import Dataset, build_model, load_dataset, select_records, with_labels
 from jaxnoise.train.steps import (Placement, augmentation_flags, evaluate, make_eval_step,
@@ -95,23 +96,6 @@ def _split_variables(variables) -> tuple[dict, dict]:
   variables = dict(variables)
   params = variables.pop("params")
   return params, variables
-
-
-class _Progress:
-  """Steps/s and ETA for the log, measured over the steps since the last report."""
-
-  def __init__(self, first_step: int, last_step: int):
-    self.first, self.last = first_step, last_step
-    self.started = self.previous_time = time.time()
-    self.previous_step = first_step
-
-  def report(self, step: int) -> str:
-    now = time.time()
-    rate = (step - self.previous_step) / max(now - self.previous_time, 1e-9)
-    self.previous_time, self.previous_step = now, step
-    eta = (self.last - step) / rate if rate > 0 else math.inf
-    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
-    return f"{step}/{self.last} ({100 * step / self.last:.0f}%) {rate:.2f} steps/s ETA {eta_text}"
 
 
 # Settings that may change between a run and its resumption: they do not change the result.
@@ -202,7 +186,9 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
     log_every = max(int(train_config.log_every), 1)
     eval_every = int(train_config.get("eval_every", 0) or 0)
     steps_per_epoch = len(train_index) / batch_size
-    progress = _Progress(start, steps)
+    # Shown at every log_every step (the user's choice of how often), with the rate and ETA.
+    progress = progress_lib.Progress(f"fold {fold} step", steps, "steps", done=start,
+                                     log_interval=0.0)
     pending = []
     logging.info("fold %d: training on %d clips (folds %s), testing on %d; %d steps of %d on %d "
                  "device(s)", fold, len(train_index),
@@ -226,9 +212,8 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
                    learning_rate=float(fetched[-1]["learning_rate"]),
                    train_loss=float(np.mean([m["loss"] for m in fetched])),
                    train_accuracy=float(np.mean([m["accuracy"] for m in fetched])))
-        logging.info("fold %d step %s loss %.4f accuracy %.3f lr %.3g", fold,
-                     progress.report(done), row["train_loss"], row["train_accuracy"],
-                     row["learning_rate"])
+        progress.update(done, f"loss {row['train_loss']:.4f} accuracy "
+                              f"{row['train_accuracy']:.3f} lr {row['learning_rate']:.3g}")
       if len(test_index) and eval_every and done % eval_every == 0 and done != steps:
         scores = evaluate(eval_step, {"params": state["params"], **state["model_state"]},
                           data.waveforms[test_index], data.labels[test_index], batch_size,
@@ -338,6 +323,7 @@ def train(config, workdir, *, spec=None, devices=None,
     spec, initial_variables, provenance = build_model(config, label_names, jax.random.key(seed))
   else:
     spec, initial_variables, provenance = with_labels(spec, label_names), None, {"init": "random"}
+  spec = dataclasses.replace(spec, precision=str(config.train.precision))
   data = load_dataset(config, spec, root, records, label_names, target_ids)
   present = esc50.folds_present(data.records)
   results = {}

@@ -87,14 +87,14 @@ def make_train_step(spec, tx, schedule, train_config, placement: Placement):
     def loss_fn(params):
       variables = {"params": params, **model_state}
       if model_state:
-        outputs, new_model_state = spec.network.apply(
+        outputs, new_model_state = spec.network_apply(
             variables, features, train=True, rngs={"dropout": dropout_key},
             mutable=list(model_state))
       else:
-        outputs = spec.network.apply(variables, features, train=True,
+        outputs = spec.network_apply(variables, features, train=True,
                                      rngs={"dropout": dropout_key})
         new_model_state = {}
-      logits = outputs["logits"].astype(jnp.float32)
+      logits = outputs["logits"]
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
       if mix_targets:
         partner_loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels[partner])
