@@ -11,16 +11,19 @@ printed, never asserted.
 
 With ``--efficientat PATH`` (a checkout of github.com/fschmid56/EfficientAT, not part of this
 repository) the mn models are also timed in PyTorch, interleaved with the JAX step: upstream's
-``get_model`` and ``AugmentMelSTFT`` are imported from PATH and run a training step as upstream's
-ex_esc50.py does (mel frontend in train mode without masking, forward, cross entropy, backward,
-Adam step). Upstream builds its blocks from torchvision's ``ConvNormActivation``; where torchvision
-cannot be imported (no build matching the installed torch), ``conv_norm_activation_shim`` stands
-in for it: the same layers (convolution, normalisation, activation) written here.
+``get_model`` is imported from PATH and trained as upstream's ex_esc50.py does (log-mel frontend,
+forward, cross entropy, backward, Adam step). The frontend is written here in torch, as upstream's
+AugmentMelSTFT computes it without augmentation (pre-emphasis, 1024-point STFT with an 800-sample
+Hann window, hop 320, 128 Kaldi mels, ``(log(x + 1e-5) + 4.5) / 5``), so torchaudio is not needed;
+upstream's blocks use torchvision's ``ConvNormActivation``, and where torchvision cannot be imported
+(no build matching the installed torch) ``conv_norm_activation_shim`` stands in for it with the
+same layers (convolution, normalisation, activation) written here.
 
   python benchmarks/train.py --model mn04 [--batch 32] [--repeats 3] [--efficientat PATH]
   models: mn04, mn40, cnn10, tfnet, htsat
 """
 import argparse
+import contextlib
 import dataclasses
 import pathlib
 import sys
@@ -35,6 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.frontend import load_clips  # pylint: disable=wrong-import-position
 from benchmarks.sweep import matmul_peak  # pylint: disable=wrong-import-position
 from configs import base  # pylint: disable=wrong-import-position
+from jaxnoise.audio import filterbanks  # pylint: disable=wrong-import-position
 from jaxnoise.data import esc50  # pylint: disable=wrong-import-position
 from jaxnoise.models import mobilenet, registry  # pylint: disable=wrong-import-position
 from jaxnoise.train import optim, steps  # pylint: disable=wrong-import-position
@@ -128,18 +132,25 @@ def torch_step(efficientat: pathlib.Path, width: float, clips, labels):
     import torchvision.ops.misc  # pylint: disable=import-outside-toplevel,unused-import
   except (ImportError, RuntimeError):
     conv_norm_activation_shim()
-  from models.mn.model import get_model  # pylint: disable=import-outside-toplevel
-  from models.preprocess import AugmentMelSTFT  # pylint: disable=import-outside-toplevel
-  mel = AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=0,
-                       timem=0)
+  with contextlib.chdir(efficientat):  # upstream reads its label table relative to its root
+    from models.mn.model import get_model  # pylint: disable=import-outside-toplevel
   model = get_model(num_classes=len(ESC19_NAMES), width_mult=width)
   optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
   waveforms, targets = torch.from_numpy(clips), torch.from_numpy(labels).long()
-  mel.train()
+  preemphasis = torch.as_tensor([[[-0.97, 1.0]]])
+  window = torch.hann_window(800, periodic=False)
+  bank = torch.from_numpy(filterbanks.kaldi_mel(32000, 1024, 128, 0.0, 15000.0).T.astype("float32"))
   model.train()
 
+  def mel(x):
+    x = torch.nn.functional.conv1d(x.unsqueeze(1), preemphasis).squeeze(1)
+    spectrum = torch.stft(x, 1024, hop_length=320, win_length=800, window=window, center=True,
+                          return_complex=True)
+    return (torch.log(bank @ spectrum.abs().square() + 1e-5) + 4.5) / 5
+
   def run():
-    features = mel(waveforms).unsqueeze(1)
+    with torch.no_grad():  # the waveform needs no gradient; upstream's graph holds none either
+      features = mel(waveforms).unsqueeze(1)
     logits, _ = model(features)
     loss = torch.nn.functional.cross_entropy(logits, targets)
     loss.backward()
@@ -166,13 +177,13 @@ def main():
   labels = np.arange(batch) % len(ESC19_NAMES)
   train_config = base.get_config().train
   train_config.update(dict(batch_size=batch, augment_cycle=("none",), learning_rate=1e-4))
+  baseline = {}
+  if args.efficientat is not None and MODELS[args.model][0] == "mn":
+    baseline["PyTorch (upstream EfficientAT)"] = torch_step(
+        args.efficientat, MODELS[args.model][1]["width"], clips, labels)
   run_jax, compile_seconds, flops = jax_step(spec, variables, clips, labels, train_config)
   matmul, matmul_flops = matmul_peak()
-  runs = {"jaxnoise": run_jax, "matmul": matmul}
-  if args.efficientat is not None and MODELS[args.model][0] == "mn":
-    runs["PyTorch (upstream EfficientAT)"] = torch_step(args.efficientat,
-                                                        MODELS[args.model][1]["width"], clips,
-                                                        labels)
+  runs = {"jaxnoise": run_jax, "matmul": matmul, **baseline}
   for run in runs.values():  # warm up (PyTorch's allocator, the first JAX dispatch)
     run()
   best = {name: float("inf") for name in runs}
