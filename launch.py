@@ -4,7 +4,7 @@ The config (an ml_collections config file, see configs/base.py) names the modes 
 'train' (jaxnoise.train), 'sweep' (jaxnoise.sweep) and 'report' (jaxnoise.report), or 'all'. Every
 config value can be overridden on the command line, e.g. --config.sweep.snrs='(-20,0,20)'.
 A mistake in the inputs prints one line starting with 'error:' and exits with status 2; the config,
-data, noises and checkpoint are checked before any mode starts (jaxnoise.config_checks).
+data, noises and checkpoint are checked before any mode starts (jaxnoise.preflight).
 """
 import logging
 import pathlib
@@ -18,8 +18,9 @@ if str(REPO_ROOT) not in sys.path:
 from absl import flags  # pylint: disable=wrong-import-position
 from ml_collections import config_flags  # pylint: disable=wrong-import-position
 
-from jaxnoise import cli, config_checks  # pylint: disable=wrong-import-position
+from jaxnoise import cli, preflight  # pylint: disable=wrong-import-position
 from jaxnoise.errors import ConfigError  # pylint: disable=wrong-import-position
+from jaxnoise.runtime import compile_cache  # pylint: disable=wrong-import-position
 
 MODES = ("train", "sweep", "report")
 
@@ -43,24 +44,27 @@ def run(config, workdir) -> None:
   """Runs the modes of ``config`` in ``workdir``, after checking everything they will read."""
   workdir = pathlib.Path(workdir).expanduser()
   modes = modes_of(config)
-  config_checks.check_config(config, modes, workdir)
+  preflight.check_config(config, modes, workdir)
   try:
     workdir.mkdir(parents=True, exist_ok=True)
   except OSError as error:
     raise ConfigError(f"--workdir={workdir} cannot be created: {error}") from None
-  for mode in modes:
-    logging.info("mode %s -> %s", mode, workdir)
-    if mode == "train":
-      from jaxnoise.train import loop  # pylint: disable=import-outside-toplevel
-      loop.train(config, workdir)
-    elif mode == "sweep":
-      from jaxnoise.sweep import run as sweep_run  # pylint: disable=import-outside-toplevel
-      sweep_run.run(config, workdir)
-    else:
-      from jaxnoise.report import page  # pylint: disable=import-outside-toplevel
-      written = page.write_report(config, workdir)
-      if written:
-        print(f"report: {written['html']}")
+  with compile_cache.persistent_cache(config) as cache:
+    if cache is not None:
+      logging.info("compiled programs are cached in %s (--config.compile_cache=False: off)", cache)
+    for mode in modes:
+      logging.info("mode %s -> %s", mode, workdir)
+      if mode == "train":
+        from jaxnoise.train import loop  # pylint: disable=import-outside-toplevel
+        loop.train(config, workdir)
+      elif mode == "sweep":
+        from jaxnoise.sweep import run as sweep_run  # pylint: disable=import-outside-toplevel
+        sweep_run.run(config, workdir)
+      else:
+        from jaxnoise.report import page  # pylint: disable=import-outside-toplevel
+        written = page.write_report(config, workdir)
+        if written:
+          print(f"report: {written['html']}")
 
 
 def main(argv):

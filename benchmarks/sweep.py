@@ -33,6 +33,7 @@ from jaxnoise.data import esc50  # pylint: disable=wrong-import-position
 from jaxnoise.models import mobilenet, registry, store  # pylint: disable=wrong-import-position
 from jaxnoise.noise import colored_noise  # pylint: disable=wrong-import-position
 from jaxnoise.report import tables  # pylint: disable=wrong-import-position
+from jaxnoise.runtime import distributed  # pylint: disable=wrong-import-position
 from jaxnoise.sweep import engine as engine_lib  # pylint: disable=wrong-import-position
 from jaxnoise.sweep import noises as noise_lib  # pylint: disable=wrong-import-position
 from jaxnoise.sweep import readout as readout_lib  # pylint: disable=wrong-import-position
@@ -131,7 +132,7 @@ def main():
   classify = jax.jit(lambda v, x: jnp.argmax(readout.class_scores(spec.scores(
       spec.apply(v, engine_lib.model_input(spec, x))["logits"])), axis=-1)[0])
   mesh = sharding.make_mesh(len(snrs), 0, args.chunk)
-  chunk = sharding.round_up(min(args.chunk, len(clips)), mesh.shape[sharding.CLIP_AXIS])
+  chunk = distributed.round_up(min(args.chunk, len(clips)), mesh.shape[sharding.CLIP_AXIS])
   snr_batch = sweep_run.snr_batch_for(args.snr_batch, jax.devices()[0].platform,
                                       chunk // mesh.shape[sharding.CLIP_AXIS])
   engine = engine_lib.SweepEngine(spec, readout, variables, clips, mesh, chunk_clips=chunk,

@@ -38,6 +38,11 @@ def get_config():
   config.seed = 0
   # Which stages launch.py runs, in order: any of 'train', 'sweep', 'report'.
   config.modes = ("train", "sweep", "report")
+  # JAX's persistent compilation cache: a rerun, a resumed run or another run of the same model
+  # loads the compiled sweep and training step from here instead of compiling them again (tens of
+  # seconds per model on a CPU). False compiles every time.
+  config.compile_cache = True
+  config.cache_dir = "~/.cache/jaxnoise/xla"
 
   config.model = ml_collections.ConfigDict()
   config.model.arch = "cnn10"             # cnn10 | tfnet | panns_cnn10 | mn | htsat | beats
@@ -86,6 +91,10 @@ def get_config():
   config.train.keep_checkpoints = 2
   config.train.log_every = 50
   config.train.eval_every = 0             # test-fold accuracy every N steps (0: at the end only)
+  # highest: float32 results as on a CPU | default: the backend's fast float32 matmuls (TF32 on
+  # GPUs, bfloat16 passes on TPUs) | bfloat16: weights and activations in bfloat16 (the optimiser
+  # keeps float32 weights). jaxnoise/models/precision.py.
+  config.train.precision = "highest"
 
   config.sweep = ml_collections.ConfigDict()
   config.sweep.noises = COLORED_NOISES + ("esc50:dog", "esc50:rain", "esc50:car_horn",
@@ -114,6 +123,8 @@ def get_config():
   # -1 = automatic (CPU: about 8 clips x SNRs per call, which ran mn04 ~1.9x faster than one
   # call of 16 clips x 13 SNRs; accelerators: all at once).
   config.sweep.snr_batch = -1
+  # highest | default | bfloat16 as for training; mixing and band powers stay float32 in every mode.
+  config.sweep.precision = "highest"
 
   config.report = ml_collections.ConfigDict()
   config.report.confusion_snrs = (-25, -10)

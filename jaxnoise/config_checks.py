@@ -1,25 +1,22 @@
-"""Checks of an experiment config (``configs/base.py``) before any stage starts.
+"""Checks of the values in an experiment config (``configs/base.py``), below every stage.
 
-``check_config(config, modes)`` is what launch.py runs first: every key the chosen modes read is
-checked, and the data, classes, noises and checkpoint they name are looked up (no audio is decoded,
-no model built), so a mistake in the sweep or report settings is reported at once rather than
-after hours of training. The stages run the checks of their own section too
-(``check_train_config`` in ``jaxnoise.train.loop.train``, ``check_sweep_config`` in
-``jaxnoise.sweep.run.run``, ``check_report_config`` in ``jaxnoise.report.page.write_report``), so
-calling them directly is as safe.
+Each stage checks the section it reads before it starts (``jaxnoise.train.loop.check_settings``,
+``jaxnoise.sweep.run.run``, ``jaxnoise.report.page.write_report``) with these functions, and
+``jaxnoise.preflight.check_config``, which launch.py runs first, checks every mode's sections and
+looks up their inputs, so a mistake in the sweep or report settings is reported before hours of
+training. This module imports no stage: the stages import it.
 
 Every check raises ConfigError naming the key, its value and what was expected.
 """
 import math
 import numbers
 import pathlib
+import tempfile
 
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError
-from jaxnoise.models import registry
+from jaxnoise.models import precision, registry
 from jaxnoise.noise.colored import GENERATORS
-from jaxnoise.sweep import store
-from jaxnoise.train import optim, steps
 
 # jax.random.key and numpy's generators both take any non-negative integer below 2**63.
 SEED_LIMIT = 2**63
@@ -49,6 +46,34 @@ def check_seed(config) -> int:
   return seed
 
 
+def check_precision(value, key: str) -> str:
+  """A precision mode of ``jaxnoise.models.precision``; ConfigError naming ``key`` otherwise."""
+  if value not in precision.PRECISIONS:
+    raise ConfigError(f"{key} must be one of {precision.PRECISIONS}, got {value!r}")
+  return value
+
+
+def check_compile_cache(config):
+  """``config.compile_cache`` is a bool and, when on, ``config.cache_dir`` a folder that can be
+  created and written (checked by writing a temporary file there)."""
+  if not isinstance(config.compile_cache, bool):
+    raise ConfigError(f"config.compile_cache must be True or False, got {config.compile_cache!r}")
+  if not config.compile_cache:
+    return
+  text = str(config.cache_dir or "")
+  if not text.strip():
+    raise ConfigError("config.cache_dir is empty: give a folder for compiled programs, or pass "
+                      "--config.compile_cache=False")
+  directory = pathlib.Path(text).expanduser()
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory):
+      pass
+  except OSError as error:
+    raise ConfigError(f"config.cache_dir={text!r} cannot be written ({error.strerror or error}); "
+                      "give a writable folder or pass --config.compile_cache=False") from None
+
+
 def check_model_config(model_config):
   """The architecture is known and ``overrides`` only names keys of its config."""
   known = registry.default_config(model_config.arch)  # ConfigError for an unknown arch
@@ -66,7 +91,7 @@ def check_data_config(data_config):
 
 
 def check_train_config(train_config):
-  """Every ``config.train`` value the loop reads, with the same functions the loop uses."""
+  """The numbers of ``config.train`` (its names are checked by ``jaxnoise.train.loop``)."""
   integer(train_config.batch_size, "config.train.batch_size", 1)
   if real(train_config.get("epochs", 0.0), "config.train.epochs", 0.0) == 0:
     integer(train_config.steps, "config.train.steps (or set config.train.epochs > 0)", 1)
@@ -80,11 +105,7 @@ def check_train_config(train_config):
     integer(train_config.get(key, 0), f"config.train.{key}", 0)
   for key in ("checkpoint_every", "keep_checkpoints", "log_every", "lr_decay_every"):
     integer(train_config.get(key, 1), f"config.train.{key}", 1)
-  # Names, the schedule's table and the augmentation cycle: what the loop itself would reject.
-  schedule = optim.learning_rate_schedule(train_config, steps_per_epoch=1.0)
-  optim.optimizer(train_config, schedule)
-  for index in range(max(len(tuple(train_config.augment_cycle)), 1)):
-    steps.augmentation_flags(train_config, index)
+  check_precision(train_config.precision, "config.train.precision")
 
 
 def check_test_folds(data_config) -> tuple[int, ...]:
@@ -119,6 +140,7 @@ def check_sweep_config(sweep_config) -> tuple[float, ...]:
   if sweep_config.colored_generator not in GENERATORS:
     raise ConfigError(f"config.sweep.colored_generator={sweep_config.colored_generator!r}: "
                       f"expected one of {', '.join(GENERATORS)}")
+  check_precision(sweep_config.precision, "config.sweep.precision")
   if not tuple(sweep_config.noises) + tuple(sweep_config.noise_paths):
     raise ConfigError("config.sweep.noises is empty: give at least one noise (white, pink, brown, "
                       "blue, violet, esc50:<class>, or a file or folder)")
@@ -145,7 +167,7 @@ def check_model_fold(value):
 
 
 def check_report_config(report_config):
-  """SNRs of the figures are numbers; the runs to compare with hold a finished sweep."""
+  """The SNRs of the figures are numbers (the runs to compare with: ``jaxnoise.report.page``)."""
   for snr in tuple(report_config.confusion_snrs):
     real(snr, "config.report.confusion_snrs (each)", -math.inf)
   real(report_config.spectrogram_snr, "config.report.spectrogram_snr", -math.inf)
@@ -154,64 +176,3 @@ def check_report_config(report_config):
     raise ConfigError(f"config.report.spectrogram_clip={report_config.spectrogram_clip!r}: expected "
                       f"an ESC-50 target 0-{len(esc50.CLASS_NAMES) - 1} or the file name of a "
                       "swept clip")
-  for other in tuple(report_config.compare_workdirs):
-    path = pathlib.Path(other).expanduser() / store.ACCURACY_FILE
-    if not path.is_file():
-      raise ConfigError(f"config.report.compare_workdirs: {path} does not exist; list workdirs "
-                        "of finished sweeps")
-
-
-def check_fold_to_sweep(config, modes, workdir) -> None:
-  """A fold chosen by ``config.sweep.model_fold`` will exist when the sweep starts: trained by
-  this run (a fold of config.data.test_folds) or already in ``workdir``'s training results."""
-  choice = check_model_fold(config.sweep.model_fold)
-  if choice == "all":
-    return
-  if "train" in modes:
-    folds = check_test_folds(config.data)
-    if choice != "best" and choice not in folds:
-      raise ConfigError(f"config.sweep.model_fold={choice}: this run trains test folds {folds} "
-                        "only; choose one of them, 'best' or 'all'")
-    return
-  from jaxnoise.sweep import model as model_lib  # pylint: disable=import-outside-toplevel
-  model_lib.chosen_fold(choice, workdir)
-
-
-def check_config(config, modes, workdir=None) -> None:
-  """Checks everything ``modes`` will read, and looks up the data, noises and checkpoint.
-
-  Args:
-    config: the experiment config.
-    modes: the stages about to run ('train', 'sweep', 'report').
-    workdir: the run's folder; a sweep of the trained models found there needs no checkpoint.
-
-  Raises:
-    JaxnoiseError: the first problem found (ConfigError for a key, or a missing dataset, class,
-      noise or checkpoint), so nothing runs with a config that would fail later.
-  """
-  check_seed(config)
-  check_data_config(config.data)
-  if "train" in modes:
-    check_model_config(config.model)
-    check_train_config(config.train)
-    check_test_folds(config.data)
-  if "sweep" in modes:
-    check_sweep_config(config.sweep)
-  if "report" in modes:
-    check_report_config(config.report)
-  # The inputs: the same look-ups the stages make first (metadata, classes, noise files). Imported
-  # here: those stage modules import this one.
-  if "train" in modes:
-    from jaxnoise.train import prepare  # pylint: disable=import-outside-toplevel
-    prepare.select_records(config)
-  if "sweep" in modes:
-    from jaxnoise.sweep import run as sweep_run  # pylint: disable=import-outside-toplevel
-    sweep_run.resolve_inputs(config)
-  if "sweep" in modes or "report" in modes:
-    # The report loads the swept model(s) by the same rule as the sweep.
-    check_fold_to_sweep(config, modes, workdir)
-  if config.model.checkpoint and ("train" in modes or "sweep" in modes):
-    from jaxnoise.sweep import model as model_lib  # pylint: disable=import-outside-toplevel
-    trained = workdir is not None and any(pathlib.Path(workdir).glob("fold*/model/config.json"))
-    if "train" in modes or not trained:
-      model_lib.resolve_checkpoint(str(config.model.checkpoint))

@@ -38,7 +38,7 @@ from jaxnoise.models import registry, store as model_store
 from jaxnoise.models.spec import ModelSpec
 from jaxnoise.noise import __main__ as noise_main
 from jaxnoise.predict import main as predict_main
-from jaxnoise.sweep import model as model_lib
+from jaxnoise.runtime import checkpoints, files
 from jaxnoise.sweep import run as sweep_run
 from jaxnoise.sweep import store
 from jaxnoise.train import loop
@@ -146,6 +146,7 @@ def make_config(data_root, model_dir, tmp_path, **changes):
   config = base.get_config()
   settings = {"modes": ("sweep",), "model.checkpoint": str(model_dir),
               "data.root": str(data_root), "data.cache_dir": str(tmp_path / "cache"),
+              "cache_dir": str(tmp_path / "cache" / "xla"),
               "data.classes": ",".join(CLASSES), "data.test_folds": (1,),
               "sweep.noises": ("white",), "sweep.snrs": (-5, 5), "train.steps": 2,
               "train.batch_size": 4}
@@ -175,7 +176,7 @@ def launch_in_process(config, workdir, capsys):
 def result_cells(workdir: pathlib.Path):
   """Every cell of every CSV table under ``workdir``."""
   for path in sorted(pathlib.Path(workdir).rglob("*.csv")):
-    for row in store.read_csv(path):
+    for row in files.read_csv(path):
       yield from row.values()
 
 
@@ -221,6 +222,10 @@ def result_cells(workdir: pathlib.Path):
     ({"modes": ("report",), "report.confusion_snrs": ("low",)}, ["config.report.confusion_snrs"]),
     ({"modes": ("report",), "report.compare_workdirs": ("/nonexistent/run",)},
      ["config.report.compare_workdirs", "/nonexistent/run/accuracy.csv"]),
+    ({"sweep.precision": "fp16"}, ["config.sweep.precision", "'fp16'", "bfloat16"]),
+    ({"modes": ("train",), "train.precision": "half"}, ["config.train.precision", "'half'"]),
+    ({"cache_dir": "/dev/null/xla"}, ["config.cache_dir='/dev/null/xla'", "cannot be written",
+                                      "--config.compile_cache=False"]),
 ])
 def test_launch_refuses_bad_configs_before_any_work(changes, fragments, data_root, model_dir,
                                                     tmp_path, capsys):
@@ -242,11 +247,11 @@ def test_launch_offline_without_the_checkpoint_says_what_to_pass(data_root, tmp_
   def offline(*_, **__):
     raise urllib.error.URLError("no network")
 
-  monkeypatch.setattr(model_lib.urllib.request, "urlopen", offline)
+  monkeypatch.setattr(checkpoints.urllib.request, "urlopen", offline)
   missing = tmp_path / "checkpoints" / "mn04_as_mAP_432.pt"
   config = make_config(data_root, missing, tmp_path, **{"model.arch": "mn"})
   code, _, err = launch_in_process(config, tmp_path / "run", capsys)
-  assert_user_error(code, err, "Offline?", model_lib.RELEASES[missing.name][0],
+  assert_user_error(code, err, "Offline?", checkpoints.RELEASES[missing.name][0],
                     "--config.model.checkpoint=")
   assert not missing.exists()
 
@@ -584,7 +589,7 @@ def test_odd_and_silent_clips_are_converted_and_marked(odd_files, model_dir, tmp
   workdir = tmp_path / "run"
   code, _, err = launch_in_process(make_config(root, model_dir, tmp_path), workdir, capsys)
   assert code == 0, err
-  rows = store.read_csv(workdir / store.RESULTS_FILE)
+  rows = files.read_csv(workdir / store.RESULTS_FILE)
   assert {row["file"] for row in rows} >= set(clip_of)
   assert not any(cell.lower() in ("nan", "inf", "-inf") for cell in result_cells(workdir))
   silent_file = next(f for f, name in clip_of.items() if name == "silent")

@@ -20,6 +20,7 @@ import soundfile
 import tiny_run
 from conftest import REPO_ROOT
 from jaxnoise.models import store as model_store
+from jaxnoise.runtime import files
 from jaxnoise.sweep import noises as noise_lib
 from jaxnoise.sweep import store
 from jaxnoise.train import loop
@@ -101,7 +102,7 @@ def test_run_json_records_every_seed(two_runs):
   assert run_settings["seed"] == SEED and run_settings["train"]["mixup_alpha"] == 0.2
 
   # Each noisy row names its draw, as the recorded derivation says.
-  rows = [row for row in store.read_csv(first / store.RESULTS_FILE) if row["noise"] != "clean"]
+  rows = [row for row in files.read_csv(first / store.RESULTS_FILE) if row["noise"] != "clean"]
   files = sorted({row["file"] for row in rows})
   recordings = sorted(name for name in {row["noise_source"] for row in rows
                                         if row["noise"] == "hum"})

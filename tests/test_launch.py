@@ -7,7 +7,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from jaxnoise.errors import JaxnoiseError
-from jaxnoise.sweep import model as model_lib
+from jaxnoise.runtime import checkpoints, files
 from jaxnoise.sweep import store
 
 if str(REPO_ROOT) not in sys.path:
@@ -28,7 +28,7 @@ def test_quickstart_writes_every_table_and_plot(shared_dir, tmp_path):
   process = launch_process(
       f"--config={QUICKSTART}", f"--workdir={workdir}", "--config.sweep.snrs=(-10,10)",
       '--config.sweep.noises=("pink","esc50:rain")', "--config.sweep.folds=(2,5)",
-      f"--config.data.cache_dir={tmp_path / 'cache'}")
+      f"--config.data.cache_dir={tmp_path / 'cache'}", f"--config.cache_dir={tmp_path / 'xla'}")
   assert process.returncode == 0, process.stderr[-3000:]
   assert "report:" in process.stdout
   for name in (store.RESULTS_FILE, store.ACCURACY_FILE, store.RUN_FILE):
@@ -46,7 +46,7 @@ def test_quickstart_writes_every_table_and_plot(shared_dir, tmp_path):
   assert set(accuracy) == {("clean", ""), ("pink", "-10"), ("pink", "10"), ("esc50:rain", "-10"),
                            ("esc50:rain", "10")}
   assert accuracy[("clean", "")] >= 0.6  # zero-shot mn04_as on 5 clips (all 5 right here)
-  (complexity,) = store.read_csv(report / "complexity.csv")
+  (complexity,) = files.read_csv(report / "complexity.csv")
   assert int(complexity["parameters"]) == 983599  # upstream mn04_as
 
 
@@ -58,7 +58,8 @@ def test_quickstart_writes_every_table_and_plot(shared_dir, tmp_path):
 ])
 def test_user_errors_exit_2_with_one_line(arguments, message, tmp_path, shared_dir):
   process = launch_process(f"--config={QUICKSTART}", f"--workdir={tmp_path}", *arguments,
-                           f"--config.data.cache_dir={tmp_path / 'cache'}", timeout=300)
+                           f"--config.data.cache_dir={tmp_path / 'cache'}",
+                           f"--config.cache_dir={tmp_path / 'xla'}", timeout=300)
   assert process.returncode == 2, process.stderr[-2000:]
   last = process.stderr.strip().splitlines()[-1]
   assert last.startswith("error:") and message in last
@@ -82,12 +83,12 @@ def test_offline_checkpoint_download_says_what_to_pass(tmp_path, monkeypatch):
   def offline(*_, **__):
     raise urllib.error.URLError("no network")
 
-  monkeypatch.setattr(model_lib.urllib.request, "urlopen", offline)
+  monkeypatch.setattr(checkpoints.urllib.request, "urlopen", offline)
   missing = tmp_path / "checkpoints" / "mn04_as_mAP_432.pt"
   with pytest.raises(JaxnoiseError) as error:
-    model_lib.resolve_checkpoint(str(missing))
+    checkpoints.resolve_checkpoint(str(missing))
   text = str(error.value)
-  assert "--config.model.checkpoint=" in text and model_lib.RELEASES[missing.name][0] in text
+  assert "--config.model.checkpoint=" in text and checkpoints.RELEASES[missing.name][0] in text
   assert not missing.exists() and list(missing.parent.iterdir()) == []
   with pytest.raises(JaxnoiseError, match="does not exist"):
-    model_lib.resolve_checkpoint(str(tmp_path / "other.pt"))
+    checkpoints.resolve_checkpoint(str(tmp_path / "other.pt"))

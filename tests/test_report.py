@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO_ROOT
 from jaxnoise.models import mobilenet, registry, store as model_store
 from jaxnoise.report import metrics, page, plots, tables
+from jaxnoise.runtime import files
 from jaxnoise.sweep import store
 
 if str(REPO_ROOT) not in sys.path:
@@ -134,7 +135,7 @@ def test_report_writes_every_figure_and_table(report):
 
 def test_robustness_table_values(report):
   out_dir, _, _ = report
-  rows = {(r["model"], r["noise"]): r for r in store.read_csv(out_dir / "robustness.csv")}
+  rows = {(r["model"], r["noise"]): r for r in files.read_csv(out_dir / "robustness.csv")}
   white = rows[("tiny", "white")]
   # Clean 1.0; white: 0.4 at -10 dB (2 of 5 clips are class 20), 1.0 at 10 dB.
   assert float(white["clean_accuracy"]) == 1.0
@@ -150,11 +151,11 @@ def test_robustness_table_values(report):
 
 def test_complexity_and_noise_power_tables(report):
   out_dir, _, variables = report
-  (row,) = store.read_csv(out_dir / "complexity.csv")
+  (row,) = files.read_csv(out_dir / "complexity.csv")
   assert int(row["parameters"]) == sum(np.size(leaf) for leaf in
                                        jax.tree.leaves(variables["params"]))
   assert 0 < float(row["frontend_gflops"]) < float(row["gflops_per_clip"])
-  power = {r["noise"]: r for r in store.read_csv(out_dir / "noise_power.csv")}
+  power = {r["noise"]: r for r in files.read_csv(out_dir / "noise_power.csv")}
   assert set(power) == {"white", "esc50:dog"}
   assert (float(power["white"]["fmin"]), float(power["white"]["fmax"])) == (0.0, 15000.0)
   # Unit-variance white noise at 32 kHz puts 15000/16000 of its power below 15 kHz.

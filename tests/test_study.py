@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from jaxnoise import config_checks
+from jaxnoise import config_checks, preflight
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError
 from jaxnoise.models import mobilenet, registry, store as model_store
@@ -157,13 +157,13 @@ def test_bad_study_settings_stop_before_any_stage(trained_workdir, settings, mod
   config, workdir = trained_workdir
   config = override(config.copy_and_resolve_references(), settings)
   with pytest.raises(ConfigError, match=message):
-    config_checks.check_config(config, modes, workdir)
+    preflight.check_config(config, modes, workdir)
 
 
 def test_best_without_training_results_is_a_clear_error(trained_workdir, tmp_path):
   config, _ = trained_workdir
   with pytest.raises(ConfigError, match=r"model_fold='best' .* holds no training result"):
-    config_checks.check_config(config, ("sweep",), tmp_path)
+    preflight.check_config(config, ("sweep",), tmp_path)
 
 
 def test_study_noise_power_table_is_scipy_at_44_1_khz(best_fold_run):

@@ -25,6 +25,7 @@ from jaxnoise.data import esc50, zero_shot
 from jaxnoise.errors import ConfigError
 from jaxnoise.models import mobilenet, registry, store as model_store
 from jaxnoise.noise import colored_noise
+from jaxnoise.runtime import files
 from jaxnoise.sweep import engine as engine_lib
 from jaxnoise.sweep import noises as noise_lib
 from jaxnoise.sweep import readout as readout_lib
@@ -95,7 +96,7 @@ def baseline(settings, tmp_path_factory):
 
 
 def read_rows(workdir):
-  return store.read_csv(pathlib.Path(workdir) / store.RESULTS_FILE)
+  return files.read_csv(pathlib.Path(workdir) / store.RESULTS_FILE)
 
 
 def unit_logits(workdir, noise):
@@ -255,14 +256,14 @@ def test_workdir_of_other_settings_is_refused(baseline, settings, tmp_path):
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
   path = tmp_path / store.RESULTS_FILE
-  store.atomic_write_text(path, "old\n")
+  files.atomic_write_text(path, "old\n")
 
   def broken_disk(_):
     raise OSError("disk full")
 
   monkeypatch.setattr(os, "fsync", broken_disk)
   with pytest.raises(OSError, match="disk full"):
-    store.atomic_write_csv(path, ("a",), [{"a": 1}])
+    files.atomic_write_csv(path, ("a",), [{"a": 1}])
   assert path.read_text() == "old\n"
   assert [p.name for p in tmp_path.iterdir()] == [store.RESULTS_FILE]
 

@@ -26,6 +26,7 @@ def get_config():
   config.model.arch = "cnn10"
   config.data.root = {root!r}
   config.data.cache_dir = {cache_dir!r}
+  config.cache_dir = {cache_dir!r} + "/xla"
   config.data.classes = "crying_baby,sneezing,clapping"
   config.data.test_folds = (1,)
   config.train.batch_size = 4

@@ -18,6 +18,7 @@ either way (depthwise kernel ``(k, k, 1, channels)``), and ``conv_algorithm='fea
 computes the same function with ``lax.conv_general_dilated``, the reference the tests compare to.
 """
 import dataclasses
+import functools
 import math
 
 import flax.linen as nn
@@ -159,13 +160,43 @@ def lax_conv(inputs: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
       feature_group_count=inputs.shape[-1] // kernel.shape[2])
 
 
+def tap_sum(source: jax.Array, kernel: jax.Array, out_height: int, out_width: int,
+            stride: int) -> jax.Array:
+  """``sum over taps (r, c) of source[:, r + stride*i, c + stride*j, :] * kernel[r, c, 0]``.
+
+  Args:
+    source: ``[batch, height, width, channels]``, already padded (no padding is added here).
+    kernel: ``(k, k, 1, out_channels)``; channels is 1 or out_channels.
+
+  Returns:
+    ``[batch, out_height, out_width, out_channels]``: XLA fuses the k^2 strided views into one
+    elementwise loop.
+  """
+  size = kernel.shape[0]
+  batch, channels = source.shape[0], source.shape[-1]
+  total = None
+  for row in range(size):
+    for column in range(size):
+      view = jax.lax.slice(
+          source, (0, row, column, 0),
+          (batch, row + stride * (out_height - 1) + 1, column + stride * (out_width - 1) + 1,
+           channels),
+          (1, stride, stride, 1))
+      term = view * kernel[row, column, 0]
+      total = term if total is None else total + term
+  return total
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def shifted_products_conv(inputs: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   """A k x k convolution in which each output channel reads a single input channel.
 
   That covers depthwise convolutions (``in == out`` channels, kernel ``(k, k, 1, channels)``) and
   the stem (one input channel, kernel ``(k, k, 1, out)``). The result is the sum over the k^2 taps
   of the strided view of the padded input at that tap's offset, scaled per channel: XLA fuses it
-  into one elementwise loop, far faster on CPU than a grouped convolution.
+  into one elementwise loop, far faster on CPU than a grouped convolution. Its gradient
+  (``_shifted_products_backward``) is written out too: XLA's own transpose of the strided views
+  ran a 3x3 layer's backward pass 2-3x slower, and mn04's whole training step ~14% slower.
 
   Args:
     inputs: ``[batch, height, width, channels]`` with channels equal to 1 or to the kernel's output.
@@ -177,11 +208,40 @@ def shifted_products_conv(inputs: jax.Array, kernel: jax.Array, stride: int) -> 
   """
   size = kernel.shape[0]
   padding = (size - 1) // 2
-  batch, height, width, channels = inputs.shape
+  _, height, width, _ = inputs.shape
   padded = jnp.pad(inputs, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-  out_height = output_size(height, size, stride)
-  out_width = output_size(width, size, stride)
-  total = None
+  return tap_sum(padded, kernel, output_size(height, size, stride),
+                 output_size(width, size, stride), stride)
+
+
+def _shifted_products_forward(inputs, kernel, stride):
+  return shifted_products_conv(inputs, kernel, stride), (inputs, kernel)
+
+
+def _shifted_products_backward(stride, residuals, grad):
+  """Gradients of ``shifted_products_conv`` for the output gradient ``grad [batch, oh, ow, out]``.
+
+  The input's gradient is the transposed convolution: ``grad`` spread onto the stride's grid
+  (``lax.pad`` with interior zeros), padded by ``k - 1 - padding`` in front, and summed over the
+  taps of the flipped kernel, one fused loop as the forward pass. The kernel's gradient at tap
+  (r, c) is the sum over batch and positions of that tap's view of the padded input times ``grad``.
+  """
+  inputs, kernel = residuals
+  size = kernel.shape[0]
+  padding = (size - 1) // 2
+  batch, height, width, channels = inputs.shape
+  out_height, out_width = grad.shape[1], grad.shape[2]
+  front = size - 1 - padding
+  spread = jax.lax.pad(grad, jnp.zeros((), grad.dtype), [
+      (0, 0, 0),
+      (front, height + padding - stride * (out_height - 1) - 1, stride - 1),
+      (front, width + padding - stride * (out_width - 1) - 1, stride - 1),
+      (0, 0, 0)])
+  input_grad = tap_sum(spread, kernel[::-1, ::-1], height, width, 1)
+  if channels != grad.shape[-1]:  # the stem: every output channel read the one input channel
+    input_grad = input_grad.sum(axis=-1, keepdims=True)
+  padded = jnp.pad(inputs, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+  taps = []
   for row in range(size):
     for column in range(size):
       view = jax.lax.slice(
@@ -189,9 +249,11 @@ def shifted_products_conv(inputs: jax.Array, kernel: jax.Array, stride: int) -> 
           (batch, row + stride * (out_height - 1) + 1, column + stride * (out_width - 1) + 1,
            channels),
           (1, stride, stride, 1))
-      term = view * kernel[row, column, 0]
-      total = term if total is None else total + term
-  return total
+      taps.append(jnp.sum(view * grad, axis=(0, 1, 2)))
+  return input_grad, jnp.stack(taps).reshape(kernel.shape).astype(kernel.dtype)
+
+
+shifted_products_conv.defvjp(_shifted_products_forward, _shifted_products_backward)
 
 
 class Conv(nn.Module):

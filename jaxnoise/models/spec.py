@@ -11,6 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnoise.models import precision as precision_lib
+
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
 
 
@@ -32,6 +34,8 @@ class ModelSpec:
     pad_short_clips: whether a file shorter than ``clip_seconds`` is zero-padded before the
       frontend (the ESC-50 convention); False where the frontend itself extends short clips the
       way upstream does (HTS-AT repeats them).
+    precision: 'highest' | 'default' | 'bfloat16' (``jaxnoise.models.precision``): how ``apply``
+      and ``network_apply`` compute; set with ``dataclasses.replace`` by the stage that runs it.
   """
   arch: str
   config: Mapping[str, Any]
@@ -43,8 +47,10 @@ class ModelSpec:
   output_activation: str
   labels: Sequence[str]
   pad_short_clips: bool = True
+  precision: str = "highest"
 
   def __post_init__(self):
+    precision_lib.check(self.precision)
     if self.output_activation not in OUTPUT_ACTIVATIONS:
       raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, "
                        f"got {self.output_activation!r}")
@@ -72,14 +78,29 @@ class ModelSpec:
     return waveform
 
   def features(self, waveform: jax.Array) -> jax.Array:
-    """``[batch, samples]`` waveform at ``sample_rate`` -> network input features."""
-    return self.frontend(waveform)
+    """``[batch, samples]`` waveform at ``sample_rate`` -> network input features (float32)."""
+    with jax.default_matmul_precision(precision_lib.MATMUL_PRECISION[self.precision]):
+      return self.frontend(waveform)
+
+  def network_apply(self, variables, features: jax.Array, *, train: bool = False,
+                    rngs: Optional[dict] = None, mutable=False):
+    """The network on ``features`` at ``self.precision``: output dict with float32 'logits' (and,
+    if ``mutable``, the updated collections in the dtypes of ``variables``)."""
+    dtype = precision_lib.compute_dtype(self.precision)
+    with jax.default_matmul_precision(precision_lib.MATMUL_PRECISION[self.precision]):
+      result = self.network.apply(precision_lib.cast_floats(variables, dtype),
+                                  features.astype(dtype), train=train, rngs=rngs, mutable=mutable)
+    outputs, updates = result if mutable else (result, None)
+    outputs = dict(outputs, logits=outputs["logits"].astype(jnp.float32))
+    if not mutable:
+      return outputs
+    return outputs, precision_lib.like(dict(updates), {name: variables[name] for name in updates})
 
   def apply(self, variables, waveform: jax.Array, *, train: bool = False,
             rngs: Optional[dict] = None, mutable=False):
     """Frontend then network: ``waveform [batch, samples]`` -> output dict (and updates if mutable)."""
-    return self.network.apply(variables, self.frontend(waveform), train=train,
-                              rngs=rngs, mutable=mutable)
+    return self.network_apply(variables, self.features(waveform), train=train, rngs=rngs,
+                              mutable=mutable)
 
   def scores(self, logits: jax.Array) -> jax.Array:
     """Logits ``[batch, classes]`` -> probabilities as the head was trained (softmax or sigmoid)."""

@@ -20,6 +20,7 @@ from jaxnoise.data import clips as clip_loading
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError
 from jaxnoise.report import metrics, plots, tables
+from jaxnoise.runtime import files
 from jaxnoise.sweep import engine as engine_lib
 from jaxnoise.sweep import model as model_lib
 from jaxnoise.sweep import noises as sweep_noises
@@ -149,15 +150,25 @@ def render(sections, title: str) -> tuple[str, str]:
   return "\n".join(markdown), "\n".join(page)
 
 
+def check_settings(config):
+  """``config.report``'s values, and that the runs to compare with hold a finished sweep."""
+  config_checks.check_report_config(config.report)
+  for other in tuple(config.report.compare_workdirs):
+    path = pathlib.Path(other).expanduser() / store.ACCURACY_FILE
+    if not path.is_file():
+      raise ConfigError(f"config.report.compare_workdirs: {path} does not exist; list workdirs "
+                        "of finished sweeps")
+
+
 def write_report(config, workdir) -> dict:
   """Writes every figure and table and the summary page; returns their paths ({} on every
   process but 0 of a multi-host run, which has nothing to add)."""
   if jax.process_index() != 0:
     return {}
-  config_checks.check_report_config(config.report)
+  check_settings(config)
   workdir = pathlib.Path(workdir)
   out_dir = workdir / REPORT_DIR
-  store.remove_stale_temporaries(out_dir)
+  files.remove_stale_temporaries(out_dir)
   accuracy_rows, columns, own_models = read_runs(workdir, tuple(config.report.compare_workdirs))
   run_info = json.loads((workdir / store.RUN_FILE).read_text(encoding="utf-8"))
   inputs = sweep_run.resolve_inputs(config)
@@ -179,27 +190,27 @@ def write_report(config, workdir) -> dict:
   noise_power = tables.noise_power_rows(inputs.noise_types, list(models.values()), int(config.seed))
   table_files = {name: out_dir / f"{name}.csv"
                  for name in ("robustness", "complexity", "noise_power", "accuracy_by_snr")}
-  store.atomic_write_csv(table_files["robustness"], robustness_columns, robustness)
-  store.atomic_write_csv(table_files["complexity"], tables.COMPLEXITY_COLUMNS, complexity)
-  store.atomic_write_csv(table_files["noise_power"], tables.NOISE_POWER_COLUMNS, noise_power)
-  store.atomic_write_csv(table_files["accuracy_by_snr"], *pivot)
+  files.atomic_write_csv(table_files["robustness"], robustness_columns, robustness)
+  files.atomic_write_csv(table_files["complexity"], tables.COMPLEXITY_COLUMNS, complexity)
+  files.atomic_write_csv(table_files["noise_power"], tables.NOISE_POWER_COLUMNS, noise_power)
+  files.atomic_write_csv(table_files["accuracy_by_snr"], *pivot)
   inference_vs_test = tables.inference_vs_test_rows(
       run_info.get("models", []), model_lib.read_fold_results(workdir),
       store.read_accuracy(workdir), run_info.get("config", {}).get("sweep", {}).get(
           "inference_root", ""))
   if inference_vs_test:
     table_files["inference_vs_test"] = out_dir / "inference_vs_test.csv"
-    store.atomic_write_csv(table_files["inference_vs_test"], tables.INFERENCE_VS_TEST_COLUMNS,
+    files.atomic_write_csv(table_files["inference_vs_test"], tables.INFERENCE_VS_TEST_COLUMNS,
                            inference_vs_test)
   study_noise_power = tables.study_noise_power_rows(inputs.noise_types, int(config.seed))
   table_files["noise_power_study"] = out_dir / "noise_power_study.csv"
-  store.atomic_write_csv(table_files["noise_power_study"], tables.study_noise_power_columns(),
+  files.atomic_write_csv(table_files["noise_power_study"], tables.study_noise_power_columns(),
                          study_noise_power)
-  fold_curves = {path: store.read_csv(path) for path in sorted(workdir.glob("fold*/curves.csv"))}
+  fold_curves = {path: files.read_csv(path) for path in sorted(workdir.glob("fold*/curves.csv"))}
   training_curves = tables.training_curve_rows(fold_curves)
   if training_curves:
     table_files["training_curves"] = out_dir / "training_curves.csv"
-    store.atomic_write_csv(table_files["training_curves"], tables.TRAINING_CURVE_COLUMNS,
+    files.atomic_write_csv(table_files["training_curves"], tables.TRAINING_CURVE_COLUMNS,
                            training_curves)
     written["training_curves"] = plots.plot_training_curves(
         training_curves, f"{', '.join(own_models)}, {len(fold_curves)} fold(s)",
@@ -225,7 +236,8 @@ def write_report(config, workdir) -> dict:
              f"{', '.join(n.name for n in inputs.noise_types)}, SNRs {settings.get('snrs')} dB, "
              f"{settings.get('realisations')} realisation(s) per noise"
              f"{' (fresh per clip)' if settings.get('fresh_noise_per_clip') else ''}; "
-             f"{run_info.get('devices', {}).get('count')} device(s), sweep time "
+             f"{run_info.get('devices', {}).get('count')} device(s), precision "
+             f"{run_info.get('precision', 'highest')}, sweep time "
              f"{run_info.get('timing', {}).get('seconds', float('nan')):.1f} s.")
   robustness_text = ("area: mean accuracy over the SNR range (trapezoid); half-accuracy SNR: where "
                      "accuracy falls to half of clean (interpolated); collapse: share of predictions"
@@ -267,8 +279,8 @@ def write_report(config, workdir) -> dict:
        [(noise, link(path)) for noise, path in written["accuracy"].items() if noise != "overview"]),
   ]
   markdown_text, html_text = render(sections, f"jaxnoise report: {', '.join(own_models)}")
-  store.atomic_write_text(out_dir / "index.md", markdown_text)
-  store.atomic_write_text(out_dir / "index.html", html_text)
+  files.atomic_write_text(out_dir / "index.md", markdown_text)
+  files.atomic_write_text(out_dir / "index.html", html_text)
   written.update({"markdown": out_dir / "index.md", "html": out_dir / "index.html",
                   "tables": table_files})
   logging.info("report written to %s", out_dir)

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
 from jaxnoise.report import metrics  # pylint: disable=wrong-import-position
-from jaxnoise.sweep import store  # pylint: disable=wrong-import-position
+from jaxnoise.runtime import files  # pylint: disable=wrong-import-position
 
 DPI = 110
 
@@ -31,7 +31,7 @@ def save(figure, path) -> pathlib.Path:
   buffer = io.BytesIO()
   figure.savefig(buffer, format="png", dpi=DPI)
   plt.close(figure)
-  store.atomic_write_bytes(path, buffer.getvalue())
+  files.atomic_write_bytes(path, buffer.getvalue())
   return pathlib.Path(path)
 
 

@@ -5,13 +5,12 @@ Every table is written as CSV (for tools) and rendered as Markdown (for the summ
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxnoise import noise as noise_lib
 from jaxnoise.audio import frontends
 from jaxnoise.data import esc50
-from jaxnoise.models import htsat, mobilenet
+from jaxnoise.models import cost, htsat, mobilenet
 from jaxnoise.report import metrics
 from jaxnoise.sweep import noises as sweep_noises
 from jaxnoise.sweep import store
@@ -181,21 +180,10 @@ TRAINING_CURVE_COLUMNS = ("step",) + tuple(f"{metric}_{part}" for metric in CURV
                                            for part in ("mean", "min", "max", "folds"))
 
 
-def cost_flops(function, *arguments) -> float:
-  """FLOPs of one call of ``function`` from XLA's cost analysis of the compiled program."""
-  compiled = jax.jit(function).lower(*arguments).compile()
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):  # older jax returned one dict per device program
-    cost = cost[0]
-  return float(cost.get("flops", math.nan))
-
-
 def complexity_row(name, spec, variables) -> dict:
   """Parameters and FLOPs per clip (frontend + network, batch 1, eval mode) of one model."""
   parameters = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(variables.get("params", {})))
-  clip = jnp.zeros((1, spec.clip_samples), jnp.float32)
-  total = cost_flops(lambda v, x: spec.apply(v, x, train=False)["logits"], variables, clip)
-  frontend = cost_flops(spec.features, clip)
+  total, frontend = cost.clip_flops(spec, variables)
   return {"model": name, "arch": spec.arch, "parameters": parameters,
           "gflops_per_clip": total / 1e9, "frontend_gflops": frontend / 1e9,
           "sample_rate": spec.sample_rate, "clip_seconds": spec.clip_seconds}

@@ -25,7 +25,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxnoise.noise import band_power, colored_noise_batch, noise_gain
-from jaxnoise.sweep import sharding
+from jaxnoise.runtime import distributed
 from jaxnoise.sweep.sharding import CLIP_AXIS, SNR_AXIS
 
 
@@ -102,17 +102,17 @@ class SweepEngine:
     self.with_logits = with_logits
     self.snr_batch = snr_batch
     self.num_clips, self.num_samples = clips.shape
-    self.chunk = sharding.round_up(max(1, min(chunk_clips, self.num_clips)),
+    self.chunk = distributed.round_up(max(1, min(chunk_clips, self.num_clips)),
                                    mesh.shape[CLIP_AXIS])
     replicated = PartitionSpec()
-    self.variables = jax.tree.map(lambda leaf: sharding.put(np.asarray(leaf), mesh, replicated),
+    self.variables = jax.tree.map(lambda leaf: distributed.put(np.asarray(leaf), mesh, replicated),
                                   variables)
     self.clip_chunks = []
     self.power_chunks = []
     power = jax.jit(functools.partial(band_power, sample_rate=spec.sample_rate, band=spec.band))
     for start in range(0, self.num_clips, self.chunk):
       block = self.pad_clips(clips[start:start + self.chunk])
-      on_device = sharding.put(block, mesh, PartitionSpec(CLIP_AXIS, None))
+      on_device = distributed.put(block, mesh, PartitionSpec(CLIP_AXIS, None))
       self.clip_chunks.append(on_device)
       self.power_chunks.append(power(on_device))
     self._steps = {}
@@ -134,7 +134,8 @@ class SweepEngine:
 
   def clip_powers(self) -> np.ndarray:
     """``[clips]`` in-band powers of the clean clips (host copy)."""
-    return np.concatenate([sharding.fetch(power) for power in self.power_chunks])[:self.num_clips]
+    powers = [distributed.fetch(power) for power in self.power_chunks]
+    return np.concatenate(powers)[:self.num_clips]
 
   def step(self, per_clip_noise: bool):
     """The jitted, sharded step for a noise of 1 row (``per_clip_noise=False``) or a row per clip."""
@@ -156,18 +157,18 @@ class SweepEngine:
   def put_snrs(self, snrs) -> tuple[jax.Array, int]:
     """The SNR grid padded (last value repeated) to the mesh's SNR axis, on the devices."""
     snrs = np.asarray(snrs, np.float32).reshape(-1)
-    padded = sharding.round_up(snrs.size, self.mesh.shape[SNR_AXIS])
+    padded = distributed.round_up(snrs.size, self.mesh.shape[SNR_AXIS])
     snrs = np.concatenate([snrs, np.repeat(snrs[-1:], padded - snrs.size)])
-    return sharding.put(snrs, self.mesh, PartitionSpec(SNR_AXIS)), padded
+    return distributed.put(snrs, self.mesh, PartitionSpec(SNR_AXIS)), padded
 
   def put_replicated(self, array: np.ndarray) -> jax.Array:
     """A host array copied to every device (a nominal noise ``[1, samples]``, its power)."""
-    return sharding.put(array, self.mesh, PartitionSpec())
+    return distributed.put(array, self.mesh, PartitionSpec())
 
   def put_per_clip(self, block: np.ndarray) -> jax.Array:
     """A host block of per-clip rows ``[n <= chunk, ...]``, padded and split over the clip axis."""
     block = self.pad_clips(block)
-    return sharding.put(block, self.mesh, PartitionSpec(CLIP_AXIS, *([None] * (block.ndim - 1))))
+    return distributed.put(block, self.mesh, PartitionSpec(CLIP_AXIS, *([None] * (block.ndim - 1))))
 
   def noise_power(self, noise: jax.Array) -> jax.Array:
     """``[noises]`` in-band powers of a noise already on the devices."""
@@ -187,7 +188,7 @@ class SweepEngine:
     key_data = self.put_replicated(np.asarray(jax.random.key_data(key)))
     return self._colored[color, generator](key_data, self.put_per_clip(np.asarray(numbers, np.uint32)))
 
-  def run(self, noise_for_chunk, snrs, *, per_clip_noise: bool):
+  def run(self, noise_for_chunk, snrs, *, per_clip_noise: bool, on_chunk=None):
     """Predictions of every clip at every SNR for one noise unit.
 
     Args:
@@ -196,6 +197,7 @@ class SweepEngine:
         nominal realisation).
       snrs: the SNR grid in dB.
       per_clip_noise: whether the noise has a row per clip.
+      on_chunk: ``on_chunk(clips)`` after each chunk's results reached the host (progress).
 
     Returns:
       ``(predicted [clips, snrs] int array, logits [clips, snrs, outputs] or None)`` on the host.
@@ -208,9 +210,11 @@ class SweepEngine:
     def collect():
       index, outputs = pending.popleft()
       rows = self.chunk_slice(index).stop - self.chunk_slice(index).start
-      predicted.append(sharding.fetch(outputs["predicted"])[:rows, :num_snrs])
+      predicted.append(distributed.fetch(outputs["predicted"])[:rows, :num_snrs])
       if self.with_logits:
-        logits.append(sharding.fetch(outputs["logits"])[:rows, :num_snrs])
+        logits.append(distributed.fetch(outputs["logits"])[:rows, :num_snrs])
+      if on_chunk is not None:
+        on_chunk(rows)
 
     # One chunk in flight while the next is dispatched: the devices never wait for the host, and
     # at most two chunks of noisy clips exist at a time, so memory stays flat.

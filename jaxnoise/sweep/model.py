@@ -6,32 +6,22 @@ swept, each on its own test fold (``config.sweep.model_fold='all'``), or only on
 lower fold; the study's choice), a number is that fold. Otherwise ``config.model.checkpoint`` is: a converted model
 directory, or an upstream PyTorch checkpoint (converted on the fly and cached in
 ``<cache_dir>/models/``). A published checkpoint named like its release asset
-(``mn04_as_mAP_432.pt``) that is not on disk is downloaded once to that path when online.
+(``mn04_as_mAP_432.pt``) that is not on disk is downloaded once to that path when online
+(``jaxnoise.runtime.checkpoints``).
 """
 import dataclasses
 import hashlib
 import json
 import logging
 import pathlib
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
 
 from jaxnoise.config_checks import check_model_fold
-from jaxnoise.errors import ConfigError, JaxnoiseError
+from jaxnoise.errors import ConfigError
 from jaxnoise.models import store
-
-# Published checkpoints that can be fetched by file name: name -> (url, sha256).
-RELEASES = {
-    "mn04_as_mAP_432.pt": (
-        "https://github.com/fschmid56/EfficientAT/releases/download/v0.0.1/mn04_as_mAP_432.pt",
-        "899a8c6217063f6941793102a2780b3dd788ab11fce468d9cf5f0577c453321c"),
-}
+from jaxnoise.runtime import checkpoints
 
 
 @dataclasses.dataclass
@@ -61,73 +51,12 @@ def variables_sha256(variables) -> str:
   return digest.hexdigest()
 
 
-def download_release(path: pathlib.Path):
-  """Fetches the published checkpoint named ``path.name`` to ``path``, checking its sha256."""
-  url, expected = RELEASES[path.name]
-  path.parent.mkdir(parents=True, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-  logging.info("downloading %s to %s", url, path)
-  try:
-    with urllib.request.urlopen(url, timeout=60) as response, open(handle, "wb") as out:
-      shutil.copyfileobj(response, out, length=1 << 20)
-    actual = store.file_sha256(temporary)
-    if actual != expected:
-      raise JaxnoiseError(f"the file downloaded from {url} has sha256 {actual}, expected {expected}")
-    pathlib.Path(temporary).replace(path)
-  finally:
-    pathlib.Path(temporary).unlink(missing_ok=True)
-
-
-def resolve_checkpoint(text: str) -> pathlib.Path:
-  """The checkpoint path of the config, downloading a known release that is missing."""
-  path = pathlib.Path(text).expanduser()
-  if path.exists():
-    return path
-  if path.name not in RELEASES:
-    raise ConfigError(f"config.model.checkpoint={text!r} does not exist; expected a converted model "
-                      "directory or an upstream PyTorch checkpoint file")
-  url = RELEASES[path.name][0]
-  try:
-    download_release(path)
-  except (urllib.error.URLError, OSError) as error:
-    raise JaxnoiseError(
-        f"the checkpoint {path} is not on disk and downloading it from {url} failed "
-        f"({type(error).__name__}: {error}). Offline? Fetch {url} on a connected machine and pass "
-        f"--config.model.checkpoint=/path/to/{path.name} (or a converted model directory)") from None
-  return path
-
-
-def converted_directory(arch: str, source: pathlib.Path, cache_dir) -> pathlib.Path:
-  """A converted model directory for the upstream file ``source`` (converted once, then cached)."""
-  digest = store.file_sha256(source)
-  out = pathlib.Path(cache_dir).expanduser() / "models" / f"{digest[:16]}-{arch}"
-
-  def convert_if_missing():
-    if not (out / store.CONFIG_FILE).is_file():
-      from jaxnoise import convert  # pylint: disable=import-outside-toplevel
-      logging.info("converting %s (%s) into %s", source, arch, out)
-      # The head is what is swept: a mismatched head would be random, so it is never allowed.
-      convert.convert_to_directory(arch, source, out, allow_head_mismatch=False)
-
-  if jax.process_count() > 1:
-    # Hosts sharing a filesystem must not convert into the same folder at once: process 0 goes
-    # first, the others then find its result (or convert their own copy on a private disk).
-    if jax.process_index() == 0:
-      convert_if_missing()
-    multihost_utils.sync_global_devices(f"jaxnoise: converted {digest}")
-  convert_if_missing()
-  return out
-
-
 def load_checkpoint_model(config) -> SweptModel:
-  source = resolve_checkpoint(str(config.model.checkpoint))
+  source, directory, found = checkpoints.model_directory(
+      str(config.model.checkpoint), config.model.arch, config.data.cache_dir)
   provenance = {"checkpoint": str(source.absolute())}
-  if source.is_dir():
-    directory = source
-  else:
-    provenance["checkpoint_sha256"] = store.file_sha256(source)
-    directory = converted_directory(config.model.arch, source, config.data.cache_dir)
-    provenance["converted"] = str(directory)
+  if "sha256" in found:
+    provenance.update(checkpoint_sha256=found["sha256"], converted=found["converted"])
   spec, variables = store.load_model(directory)
   if source.is_dir() and config.model.arch and spec.arch != config.model.arch:
     logging.info("config.model.arch=%s, but %s holds a %s model: using %s", config.model.arch,

@@ -24,7 +24,10 @@ from jaxnoise.config_checks import check_seed, check_sweep_config
 from jaxnoise.data import clips as clip_loading
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError
-from jaxnoise.report import metrics
+from jaxnoise.models import cost
+from jaxnoise.runtime import distributed
+from jaxnoise.runtime import progress as progress_lib
+from jaxnoise.sweep import accuracy
 from jaxnoise.sweep import engine as engine_lib
 from jaxnoise.sweep import model as model_lib
 from jaxnoise.sweep import noises as noise_lib
@@ -139,12 +142,38 @@ def make_groups(models, tested) -> list[Group]:
   return groups
 
 
-def sweep_group(config, group, units, inputs, mesh, snrs, unit_store) -> list[dict]:
-  """Computes (and, on process 0, stores) every unit of ``group`` not done yet; returns timings."""
-  spec = group.model.spec
+def unit_mixes(group, unit, snrs) -> int:
+  """Clip x SNR mixes of one unit of ``group`` (the clean pass has one 'SNR')."""
+  return len(group.records) * (1 if unit.noise is None else len(snrs))
+
+
+def log_work(groups, units, done, inputs, snrs, precision: str) -> int:
+  """Logs the grid about to be swept and its FLOPs (XLA's cost analysis of each model on one
+  clip, lowered only); returns the clip x SNR mixes still to compute."""
+  noises = len(inputs.noise_types)
+  total = sum(unit_mixes(g, u, snrs) for g, flags in zip(groups, done) for u in units)
+  remaining = sum(unit_mixes(g, u, snrs) for g, flags in zip(groups, done)
+                  for u, finished in zip(units, flags) if not finished)
+  flops = sum(cost.clip_flops(g.model.spec, g.model.variables, compiled=False)[0]
+              * sum(unit_mixes(g, u, snrs) for u, finished in zip(units, flags) if not finished)
+              for g, flags in zip(groups, done))
+  logging.info("sweep: %d model(s) x %d clips (folds %s) x (clean pass + %d unit(s) of %d "
+               "noise(s) x %d SNRs) = %d clip x SNR mixes, %d still to compute: %.3g TFLOP (XLA "
+               "cost analysis), precision %s", len(groups), len(inputs.tested),
+               sorted({r.fold for r in inputs.tested}), len(units) - 1, noises, len(snrs), total,
+               remaining, flops / 1e12, precision)
+  return remaining
+
+
+def sweep_group(config, group, units, done, inputs, mesh, snrs, unit_store,
+                progress: progress_lib.Progress) -> list[dict]:
+  """Computes (and, on process 0, stores) the units of ``group`` not ``done`` yet; returns timings.
+
+  ``progress`` advances by every chunk of clip x SNR mixes computed.
+  """
+  spec = dataclasses.replace(group.model.spec, precision=str(config.sweep.precision))
   readout = readout_lib.make_readout(spec.labels, inputs.label_names, inputs.target_ids)
   identifiers = [f"{group.prefix}-{unit.identifier}" for unit in units]
-  done = sharding.agree(np.asarray([unit_store.is_done(i) for i in identifiers]))
   if done.all():
     logging.info("%s: every unit already done", group.model.name)
     return []
@@ -154,7 +183,7 @@ def sweep_group(config, group, units, inputs, mesh, snrs, unit_store) -> list[di
                                   config.data.cache_dir or None,
                                   convert=bool(config.data.convert_audio))
   clip_devices = mesh.shape[sharding.CLIP_AXIS]
-  chunk = sharding.round_up(min(int(config.sweep.chunk_clips), len(group.records)), clip_devices)
+  chunk = distributed.round_up(min(int(config.sweep.chunk_clips), len(group.records)), clip_devices)
   snr_batch = snr_batch_for(int(config.sweep.snr_batch), jax.devices()[0].platform,
                             chunk // clip_devices)
   engine = engine_lib.SweepEngine(spec, readout, group.model.variables, clips, mesh,
@@ -178,8 +207,11 @@ def sweep_group(config, group, units, inputs, mesh, snrs, unit_store) -> list[di
       continue
     started = time.time()
     noise_for_chunk, per_clip = maker.for_unit(unit)
-    predicted, logits = engine.run(noise_for_chunk, (CLEAN_SNR,) if unit.noise is None else snrs,
-                                   per_clip_noise=per_clip)
+    unit_snrs = (CLEAN_SNR,) if unit.noise is None else snrs
+    predicted, logits = engine.run(
+        noise_for_chunk, unit_snrs, per_clip_noise=per_clip,
+        on_chunk=lambda clips, name=unit.name: progress.update(
+            progress.done + clips * len(unit_snrs), f"{group.prefix} {name}"))
     seconds = time.time() - started
     sources = maker.sources(unit)
     if unit.noise is not None:
@@ -188,7 +220,7 @@ def sweep_group(config, group, units, inputs, mesh, snrs, unit_store) -> list[di
     rows = unit_rows(group.model.name, group.records, unit,
                      (None,) if unit.noise is None else snrs, predicted, inputs.target_ids,
                      sources)
-    if sharding.is_writer():
+    if distributed.is_writer():
       unit_store.save(identifier, rows, logits)
     timings.append({"unit": identifier, "seconds": seconds, "mixes": int(predicted.size)})
     accuracies = np.mean(np.asarray(inputs.target_ids)[predicted] == targets[:, None], axis=0)
@@ -218,7 +250,7 @@ def run(config, workdir) -> dict:
   started = time.time()
   check_seed(config)
   snrs = check_sweep_config(config.sweep)
-  sharding.initialize(config.distributed)
+  distributed.initialize(config.distributed)
   inputs = resolve_inputs(config)
   units = noise_lib.make_units(inputs.noise_types, int(config.sweep.realisations))
   groups = make_groups(model_lib.load_models(config, workdir), inputs.tested)
@@ -231,16 +263,20 @@ def run(config, workdir) -> dict:
       "noises": [noise.describe() for noise in inputs.noise_types], "snrs": list(snrs),
       "realisations": int(config.sweep.realisations),
       "fresh_noise_per_clip": bool(config.sweep.fresh_noise_per_clip), "seed": int(config.seed),
-      "save_logits": bool(config.sweep.save_logits)}
+      "save_logits": bool(config.sweep.save_logits), "precision": str(config.sweep.precision)}
   unit_store = store.UnitStore(workdir, fingerprint)
-  if sharding.is_writer():
+  if distributed.is_writer():
     unit_store.prepare()
+  done = [distributed.agree(np.asarray([unit_store.is_done(f"{g.prefix}-{u.identifier}")
+                                        for u in units])) for g in groups]
+  remaining = log_work(groups, units, done, inputs, snrs, str(config.sweep.precision))
+  progress = progress_lib.Progress("sweep", remaining, "mixes")
   timings = []
-  for group in groups:
-    timings += sweep_group(config, group, units, inputs, mesh, snrs, unit_store)
+  for group, flags in zip(groups, done):
+    timings += sweep_group(config, group, units, flags, inputs, mesh, snrs, unit_store, progress)
   summary = {"workdir": str(workdir), "units": len(units) * len(groups),
              "computed": len(timings), "seconds": time.time() - started}
-  if not sharding.is_writer():
+  if not distributed.is_writer():
     return summary
   rows = [row for group in groups for unit in units
           for row in unit_store.load(f"{group.prefix}-{unit.identifier}")]
@@ -250,6 +286,7 @@ def run(config, workdir) -> dict:
                       folds=g.model.folds) for g in groups],
       "readout": {g.model.name: readout_lib.make_readout(
           g.model.spec.labels, inputs.label_names, inputs.target_ids).describe() for g in groups},
+      "precision": str(config.sweep.precision),
       "seeds": {"seed": int(config.seed), **SEED_DERIVATION},
       "noises": [noise.describe() for noise in inputs.noise_types],
       "units": [{"noise": u.name, "realisation": u.realisation} for u in units],
@@ -261,7 +298,7 @@ def run(config, workdir) -> dict:
                                              if row["model"] == g.model.name
                                              and row["noise_source"] == SILENT_CLIP_SOURCE})
                        for g in groups}}
-  store.write_tables(workdir, rows, metrics.accuracy_table(store.to_columns(rows)), metadata)
+  store.write_tables(workdir, rows, accuracy.accuracy_table(store.to_columns(rows)), metadata)
   logging.info("wrote %s, %s and %s in %s (%.1f s)", store.RESULTS_FILE, store.ACCURACY_FILE,
                store.RUN_FILE, workdir, summary["seconds"])
   return summary

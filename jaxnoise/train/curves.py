@@ -4,7 +4,7 @@ import io
 import math
 import pathlib
 
-from jaxnoise.sweep import store as files
+from jaxnoise.runtime import files
 
 CURVE_COLUMNS = ("step", "epoch", "learning_rate", "train_loss", "train_accuracy", "test_loss",
                  "test_accuracy")

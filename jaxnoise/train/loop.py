@@ -20,11 +20,11 @@ Layout of ``workdir``::
   fold{k}/run_settings.json what determines the result; another run refuses to take the fold over
   accuracy_per_fold.csv|md the study's "accuracy per fold" table with the mean
 """
+import dataclasses
 import json
 import logging
 import math
 import pathlib
-import time
 from typing import Callable, Optional
 
 import jax
@@ -37,8 +37,8 @@ from jaxnoise import config_checks
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import store
-from jaxnoise.sweep import sharding
-from jaxnoise.sweep import store as files
+from jaxnoise.runtime import distributed, files
+from jaxnoise.runtime import progress as progress_lib
 from jaxnoise.train import curves, optim
 from jaxnoise.train.prepare import Dataset, build_model, load_dataset, select_records, with_labels
 from jaxnoise.train.steps import (Placement, augmentation_flags, evaluate, make_eval_step,
@@ -105,23 +105,6 @@ def _split_variables(variables) -> tuple[dict, dict]:
   return params, variables
 
 
-class _Progress:
-  """Steps/s and ETA for the log, measured over the steps since the last report."""
-
-  def __init__(self, first_step: int, last_step: int):
-    self.first, self.last = first_step, last_step
-    self.started = self.previous_time = time.time()
-    self.previous_step = first_step
-
-  def report(self, step: int) -> str:
-    now = time.time()
-    rate = (step - self.previous_step) / max(now - self.previous_time, 1e-9)
-    self.previous_time, self.previous_step = now, step
-    eta = (self.last - step) / rate if rate > 0 else math.inf
-    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
-    return f"{step}/{self.last} ({100 * step / self.last:.0f}%) {rate:.2f} steps/s ETA {eta_text}"
-
-
 # Settings that may change between a run and its resumption: they do not change the result.
 NEUTRAL_TRAIN_KEYS = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints")
 
@@ -146,7 +129,7 @@ def _check_same_run(fold_dir: pathlib.Path, config):
       changed = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
       raise ConfigError(f"{fold_dir} holds a run made with other settings ({', '.join(changed)}); "
                         "use another --workdir, or delete that folder to start over")
-  elif sharding.is_writer():
+  elif distributed.is_writer():
     files.atomic_write_text(path, json.dumps(settings, indent=2))
 
 
@@ -159,7 +142,7 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
   if result_file.is_file() and (fold_dir / "model" / store.CONFIG_FILE).is_file():
     logging.info("fold %d: already trained (%s); skipped", fold, result_file)
     return json.loads(result_file.read_text(encoding="utf-8"))
-  if sharding.is_writer():
+  if distributed.is_writer():
     files.remove_stale_temporaries(fold_dir)  # left by a run killed while writing
   train_config = config.train
   train_index = np.asarray([i for i, r in enumerate(data.records) if r.fold != fold], np.int64)
@@ -209,7 +192,9 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
     eval_step = make_eval_step(spec)
     log_every = max(int(train_config.log_every), 1)
     eval_every = int(train_config.get("eval_every", 0) or 0)
-    progress = _Progress(start, steps)
+    # Shown at every log_every step (the user's choice of how often), with the rate and ETA.
+    progress = progress_lib.Progress(f"fold {fold} step", steps, "steps", done=start,
+                                     log_interval=0.0)
     pending = []
     logging.info("fold %d: training on %d clips (folds %s), testing on %d; %d steps of %d on %d "
                  "device(s)", fold, len(train_index),
@@ -233,9 +218,8 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
                    learning_rate=float(fetched[-1]["learning_rate"]),
                    train_loss=float(np.mean([m["loss"] for m in fetched])),
                    train_accuracy=float(np.mean([m["accuracy"] for m in fetched])))
-        logging.info("fold %d step %s loss %.4f accuracy %.3f lr %.3g", fold,
-                     progress.report(done), row["train_loss"], row["train_accuracy"],
-                     row["learning_rate"])
+        progress.update(done, f"loss {row['train_loss']:.4f} accuracy "
+                              f"{row['train_accuracy']:.3f} lr {row['learning_rate']:.3g}")
       if len(test_index) and eval_every and done % eval_every == 0 and done != steps:
         scores = evaluate(eval_step, {"params": state["params"], **state["model_state"]},
                           data.waveforms[test_index], data.labels[test_index], batch_size,
@@ -246,7 +230,7 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
         # Never checkpoint a diverged state: a resumed run would only continue from it.
         _check_finite_loss(jax.device_get(pending), fold, done, train_config)
         manager.save(done, args=ocp.args.StandardSave(state), force=True)
-        if sharding.is_writer():
+        if distributed.is_writer():
           curves.write_curve(fold_dir / "curves.csv", [rows[k] for k in sorted(rows)])
       if step_callback is not None:
         step_callback(fold, done, metrics)
@@ -263,7 +247,7 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
             "train_folds": train_folds, "steps": steps, "model_dir": str(fold_dir / "model")}
   logging.info("fold %d: test accuracy %.4f on %d clips", fold, scores["accuracy"],
                len(test_index))
-  if not sharding.is_writer():
+  if not distributed.is_writer():
     return result
   rows.setdefault(steps, {"step": steps}).update(test_loss=scores["loss"],
                                                  test_accuracy=scores["accuracy"])
@@ -300,6 +284,18 @@ def _write_predictions(path, records, labels, predictions, label_names):
   files.atomic_write_csv(path, columns, rows)
 
 
+def check_settings(config):
+  """Every value the 'train' mode reads: the numbers (``jaxnoise.config_checks``), and the names,
+  the schedule's table and the augmentation cycle, with the functions the loop itself uses."""
+  config_checks.check_seed(config)
+  config_checks.check_train_config(config.train)
+  config_checks.check_test_folds(config.data)
+  schedule = optim.learning_rate_schedule(config.train, steps_per_epoch=1.0)
+  optim.optimizer(config.train, schedule)
+  for index in range(max(len(tuple(config.train.augment_cycle)), 1)):
+    augmentation_flags(config.train, index)
+
+
 # --- All folds ----------------------------------------------------------------------------------
 
 
@@ -322,12 +318,10 @@ def train(config, workdir, *, spec=None, devices=None,
   Raises:
     JaxnoiseError: no requested test fold is present in the data, or a fold has nothing to train on.
   """
-  config_checks.check_seed(config)
-  config_checks.check_train_config(config.train)
-  config_checks.check_test_folds(config.data)
+  check_settings(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  sharding.initialize(config.distributed)
+  distributed.initialize(config.distributed)
   placement = make_placement(devices)
   seed = int(config.seed)
   root, records, label_names, target_ids = select_records(config)
@@ -335,6 +329,7 @@ def train(config, workdir, *, spec=None, devices=None,
     spec, initial_variables, provenance = build_model(config, label_names, jax.random.key(seed))
   else:
     spec, initial_variables, provenance = with_labels(spec, label_names), None, {"init": "random"}
+  spec = dataclasses.replace(spec, precision=str(config.train.precision))
   data = load_dataset(config, spec, root, records, label_names, target_ids)
   present = esc50.folds_present(data.records)
   results = {}
@@ -348,7 +343,7 @@ def train(config, workdir, *, spec=None, devices=None,
   if not results:
     raise JaxnoiseError(f"none of the test folds {tuple(config.data.test_folds)} has clips of the "
                         f"selected classes; folds present: {present}")
-  if sharding.is_writer():
+  if distributed.is_writer():
     mean = curves.write_fold_table(results, workdir, config.model.name or spec.arch)
     logging.info("mean accuracy over folds %s: %.4f", sorted(results), mean)
   return results

@@ -19,6 +19,7 @@ from jaxnoise.data import clips as clip_loading
 from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import registry, store
+from jaxnoise.runtime import checkpoints
 
 
 @dataclasses.dataclass
@@ -85,15 +86,11 @@ def build_model(config, label_names, rng: jax.Array):
   if not config.model.checkpoint:
     return with_labels(registry.build_spec(arch, overrides), label_names), None, {"init": "random"}
 
-  # Reading, downloading and converting checkpoints is shared with the sweep.
-  from jaxnoise.sweep import model as checkpoints  # pylint: disable=import-outside-toplevel
-  source = checkpoints.resolve_checkpoint(str(config.model.checkpoint))
+  source, directory, found = checkpoints.model_directory(str(config.model.checkpoint), arch,
+                                                         config.data.cache_dir)
   provenance = {"init": str(source.absolute())}
-  if source.is_dir():
-    directory = source
-  else:
-    provenance["init_sha256"] = store.file_sha256(source)
-    directory = checkpoints.converted_directory(arch, source, config.data.cache_dir)
+  if "sha256" in found:
+    provenance["init_sha256"] = found["sha256"]
   loaded_spec, loaded = store.load_model(directory)
   if loaded_spec.arch != arch:
     raise ConfigError(f"config.model.checkpoint={str(config.model.checkpoint)!r} holds a "

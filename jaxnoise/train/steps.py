@@ -14,7 +14,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxnoise.errors import ConfigError
-from jaxnoise.sweep import sharding
+from jaxnoise.runtime import distributed
 from jaxnoise.train import augment
 
 DATA_AXIS = "data"
@@ -36,7 +36,7 @@ class Placement:
 
   def shard_batch(self, array: np.ndarray) -> jax.Array:
     """A global ``[batch, ...]`` host array (every process holds all of it) split over the mesh."""
-    return sharding.put(array, self.mesh, PartitionSpec(DATA_AXIS))
+    return distributed.put(array, self.mesh, PartitionSpec(DATA_AXIS))
 
   def replicate(self, tree):
     return jax.device_put(tree, self.replicated)
@@ -87,14 +87,14 @@ def make_train_step(spec, tx, schedule, train_config, placement: Placement):
     def loss_fn(params):
       variables = {"params": params, **model_state}
       if model_state:
-        outputs, new_model_state = spec.network.apply(
+        outputs, new_model_state = spec.network_apply(
             variables, features, train=True, rngs={"dropout": dropout_key},
             mutable=list(model_state))
       else:
-        outputs = spec.network.apply(variables, features, train=True,
+        outputs = spec.network_apply(variables, features, train=True,
                                      rngs={"dropout": dropout_key})
         new_model_state = {}
-      logits = outputs["logits"].astype(jnp.float32)
+      logits = outputs["logits"]
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
       if mix_targets:
         partner_loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels[partner])
@@ -131,7 +131,8 @@ def evaluate(eval_step, variables, waveforms: np.ndarray, labels: np.ndarray, ba
     chunk = waveforms[start:start + batch_size]
     padded = np.zeros((batch_size,) + chunk.shape[1:], np.float32)
     padded[:len(chunk)] = chunk
-    logits.append(sharding.fetch(eval_step(variables, placement.shard_batch(padded)))[:len(chunk)])
+    batch_logits = eval_step(variables, placement.shard_batch(padded))
+    logits.append(distributed.fetch(batch_logits)[:len(chunk)])
   logits = np.concatenate(logits).astype(np.float64)
   shifted = logits - logits.max(axis=1, keepdims=True)
   log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))

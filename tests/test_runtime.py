@@ -1,0 +1,106 @@
+"""jaxnoise.runtime: the progress line, the persistent compilation cache, and the import layering."""
+import ast
+import io
+import logging
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import pytest
+
+from jaxnoise.runtime import compile_cache, progress
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "jaxnoise"
+
+
+class FakeClock:
+  def __init__(self):
+    self.now = 100.0
+
+  def __call__(self):
+    return self.now
+
+
+def test_progress_log_lines_rate_eta_and_expected_duration(caplog):
+  clock = FakeClock()
+  line = progress.Progress("sweep", 100, "mixes", stream=io.StringIO(), log_interval=10.0,
+                           clock=clock)
+  with caplog.at_level(logging.INFO):
+    clock.now += 30.0          # the first chunk: compilation included, no rate yet
+    line.update(10, "all pink")
+    clock.now += 10.0          # 20 mixes in 10 s -> 2 mixes/s, 70 left -> ETA 35 s
+    line.update(30, "all pink")
+    clock.now += 2.0           # within the interval: nothing shown
+    line.update(38, "all pink")
+    clock.now += 8.0           # 90 mixes in 20 s since the first update
+    line.update(100, "all white")
+  messages = [record.getMessage() for record in caplog.records]
+  assert messages == [
+      "sweep 10/100 (10%), all pink; first update after 30.0 s (compilation included)",
+      "sweep: expected duration 0:01:15 (from the rate after the first update)",
+      "sweep 30/100 (30%), all pink, 2 mixes/s, ETA 0:00:35",
+      "sweep 100/100 (100%), all white, 4.5 mixes/s, ETA 0:00:00"]
+
+
+def test_progress_bar_on_a_terminal_is_redrawn_in_place(caplog):
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  clock, stream = FakeClock(), Terminal()
+  line = progress.Progress("fold 1 step", 4, "steps", done=2, stream=stream, clock=clock)
+  with caplog.at_level(logging.INFO):
+    clock.now += 1.0
+    line.update(3, "loss 0.5")
+    clock.now += 1.0
+    line.update(4, "loss 0.4")
+  assert not [r for r in caplog.records if "fold 1 step 3/4" in r.getMessage()]
+  drawn = stream.getvalue()
+  assert drawn.count("\r") == 1 and drawn.endswith("\n")
+  assert "[##################......] fold 1 step 3/4 (75%), loss 0.5;" in drawn
+  assert "[########################] fold 1 step 4/4 (100%), loss 0.4, 1 steps/s" in drawn
+
+
+def test_clock_text():
+  assert progress.clock_text(3725.4) == "1:02:05"
+  assert progress.clock_text(float("nan")) == "?"
+
+
+def test_persistent_cache_writes_compiled_programs_and_restores_settings(tmp_path):
+  before = (jax.config.jax_compilation_cache_dir, jax.config.jax_enable_compilation_cache)
+  config = ml_collections.ConfigDict({"compile_cache": True, "cache_dir": str(tmp_path / "xla")})
+  # Long enough to compile that it passes MIN_COMPILE_SECONDS on any machine.
+  function = jax.jit(lambda x: sum(jnp.sin(x * i) @ x for i in range(150)))
+  with compile_cache.persistent_cache(config) as directory:
+    assert directory == tmp_path / "xla"
+    function(jnp.ones((32, 32))).block_until_ready()
+  assert any((tmp_path / "xla").iterdir()), "nothing was written to the cache"
+  assert (jax.config.jax_compilation_cache_dir, jax.config.jax_enable_compilation_cache) == before
+  config.compile_cache = False
+  with compile_cache.persistent_cache(config) as directory:
+    assert directory is None and not jax.config.jax_enable_compilation_cache
+
+
+def stage_imports(path: pathlib.Path) -> set:
+  """The jaxnoise top-level packages/modules a file imports (``jaxnoise.X``)."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("jaxnoise"):
+      parts = node.module.split(".")
+      found |= {parts[1]} if len(parts) > 1 else {alias.name for alias in node.names}
+  return found
+
+
+@pytest.mark.parametrize("layer, forbidden", [
+    ("runtime", {"train", "sweep", "report", "config_checks", "preflight"}),
+    ("config_checks.py", {"train", "sweep", "report", "preflight", "runtime"}),
+    ("train", {"sweep", "report", "preflight"}),
+    ("sweep", {"train", "report", "preflight"}),
+    ("report", {"train", "preflight"}),
+])
+def test_stages_import_only_downward(layer, forbidden):
+  root = PACKAGE / layer
+  paths = [root] if root.is_file() else sorted(root.rglob("*.py"))
+  for path in paths:
+    assert not stage_imports(path) & forbidden, (path, stage_imports(path) & forbidden)
