@@ -21,7 +21,7 @@ import scipy.integrate
 import scipy.signal
 
 from conftest import REPO_ROOT, override
-from jaxnoise.data import esc50, zero_shot
+from jaxnoise.data import esc50, sources, zero_shot
 from jaxnoise.errors import ConfigError
 from jaxnoise.models import mobilenet, registry, store as model_store
 from jaxnoise.noise import colored_noise
@@ -368,12 +368,12 @@ def test_per_clip_colored_noise_comes_from_the_documented_keys(esc50_dir):
 
 
 def test_noise_names(esc50_dir, noise_dir, tmp_path):
-  every = esc50.load_metadata(esc50_dir)
-  tested = tuple(range(20, 40))
+  every = sources.read_esc50(esc50_dir).clips
+  tested = esc50.CLASS_NAMES[20:40]
   parsed = noise_lib.parse_noises(
       ["white", "esc50:rain", f"tv={noise_dir / 'swch-audio-classification'}",
        str(noise_dir / "whisp" / "wind.wav")], records=every, data_root=esc50_dir,
-      esc50_noise_dirs=[noise_dir / "esc50"], tested_targets=tested)
+      esc50_noise_dirs=[noise_dir / "esc50"], tested_classes=tested)
   assert [n.name for n in parsed] == ["white", "esc50:rain", "tv", "wind"]
   assert parsed[0].color == "white" and parsed[0].realisations(5) == 5
   assert [p.name for p in parsed[1].recordings] == sorted(
@@ -388,7 +388,7 @@ def test_noise_names(esc50_dir, noise_dir, tmp_path):
     noise_lib.parse_noises(["esc50:dragon"], records=every, data_root=esc50_dir)
   with pytest.raises(ConfigError, match="under test"):
     noise_lib.parse_noises(["esc50:snoring"], records=every, data_root=esc50_dir,
-                           tested_targets=tested)
+                           tested_classes=tested)
   with pytest.raises(ConfigError, match="no ESC-50 clip of class dog"):
     noise_lib.parse_noises(["esc50:dog"], records=every, data_root=esc50_dir)
   with pytest.raises(ConfigError, match="does not exist"):
