@@ -23,6 +23,10 @@ def get_config():
   # A converted model directory, or an upstream PyTorch checkpoint converted on the fly and cached.
   config.model.checkpoint = ""
   config.model.allow_head_mismatch = True  # fine-tuning starts a new head for the ESC classes
+  # AudioSet heads classify zero-shot: a JSON {dataset label: [AudioSet class names]} for labels
+  # other than ESC-50's ('' = the built-in ESC-50 map). `python -m jaxnoise.data.label_map
+  # --labels <dataset>` prints a suggestion to edit.
+  config.model.label_map = ""
 
   config.data = ml_collections.ConfigDict()
   # Where the clips come from (jaxnoise/data/sources.py): esc50 | folder | csv | urbansound8k |

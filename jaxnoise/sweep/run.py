@@ -23,9 +23,11 @@ import numpy as np
 
 from jaxnoise.config_checks import check_seed, check_sweep_config
 from jaxnoise.data import clips as clip_loading
+from jaxnoise.data import label_map as label_map_lib
 from jaxnoise.data import labels as label_sets
 from jaxnoise.data import selection as data_selection
 from jaxnoise.data import sources as data_sources
+from jaxnoise.data import zero_shot
 from jaxnoise.errors import ConfigError
 from jaxnoise.report import metrics
 from jaxnoise.sweep import engine as engine_lib
@@ -153,6 +155,7 @@ class Inputs:
   target_ids: tuple    # their positions in the source's class list
   noise_types: list
   inference: bool = False  # tested clips are config.sweep.inference_root's, whatever the folds
+  label_map: dict | None = None  # config.model.label_map for AudioSet heads (None: ESC-50's)
 
 
 def resolve_inputs(config) -> Inputs:
@@ -171,7 +174,13 @@ def resolve_inputs(config) -> Inputs:
   noise_types = noise_lib.parse_noises(
       noise_entries, records=chosen.clip_set.clips, data_root=chosen.clip_set.where,
       esc50_noise_dirs=tuple(config.sweep.esc50_noise_dirs), tested_classes=chosen.label_names)
-  return Inputs(chosen, tested, chosen.label_names, chosen.target_ids, noise_types, inference)
+  label_map = None
+  if config.model.get("label_map", ""):
+    label_map = label_map_lib.load(config.model.label_map)
+    for name in chosen.label_names:  # the error of a missing label before any work
+      zero_shot.audioset_indices(name, label_map)
+  return Inputs(chosen, tested, chosen.label_names, chosen.target_ids, noise_types, inference,
+                label_map)
 
 
 def make_groups(models, tested, *, own_folds: bool = True) -> list[Group]:
@@ -193,7 +202,8 @@ def make_groups(models, tested, *, own_folds: bool = True) -> list[Group]:
 def sweep_group(config, group, units, inputs, mesh, snrs, unit_store) -> list[dict]:
   """Computes (and, on process 0, stores) every unit of ``group`` not done yet; returns timings."""
   spec = group.model.spec
-  readout = readout_lib.make_readout(spec.labels, inputs.label_names, inputs.target_ids)
+  readout = readout_lib.make_readout(spec.labels, inputs.label_names, inputs.target_ids,
+                                     inputs.label_map)
   identifiers = [f"{group.prefix}-{unit.identifier}" for unit in units]
   done = sharding.agree(np.asarray([unit_store.is_done(i) for i in identifiers]))
   if done.all():
@@ -306,7 +316,8 @@ def run(config, workdir) -> dict:
       "models": [dict(g.model.provenance, name=g.model.name, arch=g.model.spec.arch,
                       folds=g.model.folds) for g in groups],
       "readout": {g.model.name: readout_lib.make_readout(
-          g.model.spec.labels, inputs.label_names, inputs.target_ids).describe() for g in groups},
+          g.model.spec.labels, inputs.label_names, inputs.target_ids, inputs.label_map).describe()
+                  for g in groups},
       "seeds": {"seed": int(config.seed), **SEED_DERIVATION},
       "noises": [noise.describe() for noise in inputs.noise_types],
       "units": [{"noise": u.name, "realisation": u.realisation} for u in units],
