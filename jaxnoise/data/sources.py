@@ -358,12 +358,13 @@ def select_classes(clip_set: ClipSet, classes, dropped_class=esc50.DEFAULT_DROPP
   wanted = set(target_ids)
   kept = [c for c in clip_set.clips if c.target in wanted]
   present = {c.target for c in kept}
-  missing = [clip_set.classes[t] for t in target_ids if t not in present]
+  missing = [f"{clip_set.classes[t]} ({t})" for t in target_ids if t not in present]
   if missing:
+    held = sorted({c.target for c in clip_set.clips})
     raise ConfigError(f"config.data.classes: {len(missing)} class(es) of the subset have no clip "
                       f"in {clip_set.where}: {', '.join(missing[:8])}"
-                      f"{', ...' if len(missing) > 8 else ''}; choose classes it holds or point "
-                      "config.data.root at a complete copy")
+                      f"{', ...' if len(missing) > 8 else ''}; that copy holds targets {held}; "
+                      "choose classes it holds or point config.data.root at a complete copy")
   return kept, tuple(clip_set.classes[t] for t in target_ids), target_ids
 
 
