@@ -6,7 +6,6 @@ model still reports "crying_baby (20)". Any subset of the five folds may be pres
 in ../shared holds fold 4 and five other clips); callers ask which folds exist with
 ``folds_present``.
 """
-import csv
 import dataclasses
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import soundfile
 
+from jaxnoise.data import metadata
 from jaxnoise.errors import ConfigError, JaxnoiseError
 
 # Every ESC-50 clip is 5 s of 44.1 kHz mono 16-bit PCM.
@@ -93,15 +93,8 @@ def load_metadata(root, *, check_files: bool = True) -> list[Record]:
     raise JaxnoiseError(f"ESC-50 metadata {path} does not exist: expected the dataset's native "
                         "layout (audio/*.wav and meta/esc50.csv) under "
                         f"{pathlib.Path(root)}")
-  records = []
-  with open(path, newline="", encoding="utf-8") as handle:
-    reader = csv.DictReader(handle)
-    missing_columns = [c for c in METADATA_COLUMNS if c not in (reader.fieldnames or ())]
-    if missing_columns:
-      raise JaxnoiseError(f"{path} lacks the column(s) {missing_columns}; expected the ESC-50 "
-                          f"columns {list(METADATA_COLUMNS)}")
-    for line, row in enumerate(reader, start=2):
-      records.append(_parse_row(row, f"{path}:{line}"))
+  records = [_parse_row(row, where)
+             for where, row in metadata.read_rows(path, METADATA_COLUMNS, "ESC-50")]
   if not records:
     raise JaxnoiseError(f"{path} lists no clips")
   names = [r.filename for r in records]

@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from jaxnoise.audio import io as audio_io
-from jaxnoise.data import esc50, splits
+from jaxnoise.data import esc50, metadata, splits
 from jaxnoise.errors import AudioError, ConfigError, JaxnoiseError
 
 SOURCES = ("esc50", "folder", "csv", "urbansound8k", "tfds:<name>")
@@ -187,17 +187,11 @@ def read_urbansound8k(root) -> ClipSet:
   """UrbanSound8K's layout: ``metadata/UrbanSound8K.csv`` and ``audio/fold<k>/<slice>``; classes
   in ``classID`` order (a partial copy keeps the order of the ids it holds)."""
   root = pathlib.Path(root)
-  metadata = root / US8K_METADATA
-  if not metadata.is_file():
-    raise JaxnoiseError(f"UrbanSound8K metadata {metadata} does not exist: expected its native "
-                        "layout (metadata/UrbanSound8K.csv, audio/fold1..10/*.wav) under {root}")
-  with open(metadata, newline="", encoding="utf-8") as handle:
-    reader = csv.DictReader(handle)
-    missing = [c for c in US8K_COLUMNS if c not in (reader.fieldnames or ())]
-    if missing:
-      raise JaxnoiseError(f"{metadata} lacks the column(s) {missing}; expected the UrbanSound8K "
-                          f"columns {list(US8K_COLUMNS)}")
-    rows = [(f"{metadata}:{line}", row) for line, row in enumerate(reader, start=2)]
+  table = root / US8K_METADATA
+  if not table.is_file():
+    raise JaxnoiseError(f"UrbanSound8K metadata {table} does not exist: expected its native "
+                        f"layout (metadata/UrbanSound8K.csv, audio/fold1..10/*.wav) under {root}")
+  rows = metadata.read_rows(table, US8K_COLUMNS, "UrbanSound8K")
   names_by_id = {}
   for where, row in rows:
     class_id = _integer(row["classID"], where, "classID", 0, None)
@@ -215,7 +209,7 @@ def read_urbansound8k(root) -> ClipSet:
       raise JaxnoiseError(f"{where}: {path} does not exist")
     clips.append(Clip(str(path), name, row["class"], ids.index(int(row["classID"])), fold,
                       str(row["fsID"])))
-  return make_clip_set(clips, classes, metadata)
+  return make_clip_set(clips, classes, table)
 
 
 def _integer(text, where: str, column: str, low: int, high) -> int:
@@ -331,16 +325,20 @@ def class_targets(classes, dropped_class, vocabulary: Sequence[str], where) -> t
     return tuple(sorted(vocabulary.index(name) for name in wanted))
   items = ([item.strip() for item in classes.split(",") if item.strip()]
            if isinstance(classes, str) else list(classes))
+  kind = "an ESC-50 target" if vocabulary == esc50.CLASS_NAMES else "a class position"
+  last = len(vocabulary) - 1
   targets = set()
   for item in items:
     if item in vocabulary:
       targets.add(vocabulary.index(item))
-    elif str(item).strip().isdigit() and int(item) < len(vocabulary):
+    elif str(item).strip().isdigit():
+      if int(item) > last:
+        raise ConfigError(f"config.data.classes: target {int(item)} is outside 0..{last} (the "
+                          f"class positions of {where})")
       targets.add(int(item))
     else:
-      raise ConfigError(f"config.data.classes: {item!r} is neither a class of {where} nor a "
-                        f"class position 0..{len(vocabulary) - 1}; its classes are "
-                        f"{list(vocabulary[:8])}{', ...' if len(vocabulary) > 8 else ''}")
+      raise ConfigError(f"config.data.classes: {item!r} is neither {kind} (0..{last}) nor a "
+                        f"category name of {where} ({', '.join(vocabulary[:4])}, ...)")
   if not targets:
     raise ConfigError(f"config.data.classes={classes!r} names no class; expected 'all', "
                       "'esc19', or a comma-separated list of labels")

@@ -11,7 +11,6 @@ Folds come from ``config.data.tfds.fold_key`` (an integer feature), else from sp
 ``fold<k>``, else the source has none (``sources.settle_folds`` splits it). The project's builders
 (``jaxnoise.data.tfds_esc50``) are registered on import, so ``tfds:esc50`` needs no more.
 """
-import csv
 import pathlib
 import re
 import shutil
@@ -127,8 +126,7 @@ def _text(value) -> str:
 
 
 def read_index(cache: pathlib.Path, classes, name: str) -> sources.ClipSet:
-  with open(cache / INDEX_FILE, newline="", encoding="utf-8") as handle:
-    rows = list(csv.DictReader(handle))
+  rows = files.read_csv(cache / INDEX_FILE)
   clips = [sources.Clip(str(cache / row["file"]), row["filename"], row["category"],
                         classes.index(row["category"]), int(row["fold"]), row["group"])
            for row in rows]

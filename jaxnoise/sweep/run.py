@@ -287,8 +287,6 @@ def run(config, workdir) -> dict:
   if inputs.inference:
     inputs = inference_classes(inputs, models)
   groups = make_groups(models, inputs.tested, own_folds=not inputs.inference)
-  if sharding.is_writer():
-    data_selection.write_data_record(workdir, inputs.selection)
   mesh = sharding.make_mesh(len(snrs), int(config.sweep.snr_devices),
                             int(config.sweep.chunk_clips))
   fingerprint = {
@@ -330,6 +328,7 @@ def run(config, workdir) -> dict:
                                              if row["model"] == g.model.name
                                              and row["noise_source"] == SILENT_CLIP_SOURCE})
                        for g in groups}}
+  data_selection.write_data_record(workdir, inputs.selection)
   store.write_tables(workdir, rows, metrics.accuracy_table(store.to_columns(rows)), metadata)
   logging.info("wrote %s, %s and %s in %s (%.1f s)", store.RESULTS_FILE, store.ACCURACY_FILE,
                store.RUN_FILE, workdir, summary["seconds"])

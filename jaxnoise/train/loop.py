@@ -328,8 +328,6 @@ def train(config, workdir, *, spec=None, devices=None,
   placement = make_placement(devices)
   seed = int(config.seed)
   selection = select_records(config)
-  if sharding.is_writer():
-    write_data_record(workdir, selection)
   if spec is None:
     spec, initial_variables, provenance = build_model(config, selection.label_names,
                                                       jax.random.key(seed))
@@ -337,6 +335,8 @@ def train(config, workdir, *, spec=None, devices=None,
     spec, initial_variables, provenance = (with_labels(spec, selection.label_names), None,
                                            {"init": "random"})
   data = load_dataset(config, spec, selection)
+  if sharding.is_writer():  # once every clip decoded: a run stopped by a bad file writes nothing
+    write_data_record(workdir, selection)
   present = sources.folds_present(data.records)
   results = {}
   for fold in tuple(config.data.test_folds):
