@@ -310,10 +310,18 @@ def test_predict_and_noise_mix_refuse_a_truncated_wav(datasets, model_dir, tmp_p
   bad = truncated_copy(good, tmp_path / "cut.wav")
   with pytest.raises(AudioError, match="cut.wav is truncated"):
     predict.main(["--checkpoint", str(model_dir), str(good), str(bad)])
+  assert capsys.readouterr().out == ""
   with pytest.raises(AudioError, match="cut.wav is truncated"):
     noise_cli.mix_files([good, bad], ["white"], [0.0], (50.0, 11025.0), tmp_path / "out")
   assert not (tmp_path / "out").exists()
-  capsys.readouterr()
+  # Skipped on request, named on stderr; a labelled dataset's files come with their labels.
+  assert predict.main(["--checkpoint", str(model_dir), "--json", "--skip-bad-files", str(bad),
+                       "--data", f"csv:{datasets['csv'][0]}"]) == 0
+  out, err = capsys.readouterr()
+  lines = [json.loads(line) for line in out.splitlines()]
+  assert "skipped" in err and "cut.wav is truncated" in err
+  assert [(pathlib.Path(line["file"]).name, line["label"]) for line in lines] == [
+      (pathlib.Path(c.path).name, c.category) for c in sources.read_csv(datasets["csv"][0]).clips]
 
 
 # --- Label maps ---------------------------------------------------------------------------------

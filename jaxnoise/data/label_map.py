@@ -112,16 +112,14 @@ def load(path) -> dict:
 
 
 def dataset_labels(spec: str) -> tuple:
-  """The labels ``--labels`` names: 'esc50', SOURCE:ROOT (folder, csv, urbansound8k), a text
-  file with one label per line, or a comma-separated list."""
+  """The labels ``--labels`` names: 'esc50', SOURCE:ROOT (``sources.read_named``), a text file
+  with one label per line, or a comma-separated list."""
   from jaxnoise.data import esc50, sources  # pylint: disable=import-outside-toplevel
   if spec == "esc50":
     return esc50.CLASS_NAMES
   source, _, root = spec.partition(":")
-  if root and source in ("folder", "csv", "urbansound8k"):
-    readers = {"folder": sources.read_folder, "csv": sources.read_csv,
-               "urbansound8k": sources.read_urbansound8k}
-    return readers[source](pathlib.Path(root).expanduser()).classes
+  if root and source in sources.LOCAL_READERS:
+    return sources.read_named(spec).classes
   if pathlib.Path(spec).is_file():
     return tuple(line.strip() for line in pathlib.Path(spec).read_text("utf-8").splitlines()
                  if line.strip())

@@ -246,9 +246,21 @@ def read_clips(data_config, source: str, root) -> ClipSet:
   if not root:
     raise ConfigError(f"config.data.source={source!r} reads config.data.root, which is empty; "
                       "give the dataset's folder (or the manifest, for 'csv')")
-  root = pathlib.Path(root).expanduser()
-  readers = {"folder": read_folder, "csv": read_csv, "urbansound8k": read_urbansound8k}
-  return readers[source](root)
+  return LOCAL_READERS[source](pathlib.Path(root).expanduser())
+
+
+LOCAL_READERS = {"esc50": read_esc50, "folder": read_folder, "csv": read_csv,
+                 "urbansound8k": read_urbansound8k}
+
+
+def read_named(spec: str) -> ClipSet:
+  """The clips a command line names as ``SOURCE:ROOT`` (esc50, folder, csv, urbansound8k),
+  with the source's own folds (0 where it has none)."""
+  source, _, root = spec.partition(":")
+  if source not in LOCAL_READERS or not root:
+    raise ConfigError(f"{spec!r} does not name a dataset; expected SOURCE:ROOT with SOURCE one "
+                      f"of {sorted(LOCAL_READERS)} (e.g. folder:/data/mine)")
+  return LOCAL_READERS[source](pathlib.Path(root).expanduser())
 
 
 def detect_source(root) -> str:
