@@ -199,6 +199,15 @@ def result_cells(workdir: pathlib.Path):
     ({"data.classes": "esc19", "data.dropped_class": "dog"}, ["dropped_class='dog'"]),
     ({"data.root": "/nonexistent/esc50"}, ["config.data.root='/nonexistent/esc50'",
                                            "meta/esc50.csv"]),
+    ({"data.source": "imagenet"}, ["config.data.source='imagenet' is not a data source"]),
+    ({"data.source": "folder", "data.root": ""}, ["config.data.source='folder' reads "
+                                                  "config.data.root, which is empty"]),
+    ({"data.split_folds": 1}, ["config.data.split_folds must be 0", "got 1"]),
+    ({"data.clip_policy": "middle"}, ["config.data.clip_policy='middle'", "'windows'"]),
+    ({"sweep.inference_root": "/nonexistent/set"}, ["config.sweep.inference_root="
+                                                    "'/nonexistent/set' does not exist"]),
+    ({"model.label_map": "/nonexistent/map.json"}, ["config.model.label_map="
+                                                    "'/nonexistent/map.json' cannot be read"]),
     ({"seed": -1}, ["config.seed", "got -1"]),
     ({"modes": ("sweep", "fly")}, ["config.modes"]),
     ({"model.checkpoint": "/nonexistent/model"}, ["config.model.checkpoint='/nonexistent/model'",

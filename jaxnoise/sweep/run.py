@@ -3,8 +3,10 @@
   run(config, workdir)   # what `launch.py` calls for the 'sweep' mode
 
 1. the model(s): ``config.model.checkpoint`` or the trained fold models (``jaxnoise.sweep.model``);
-2. the test clips of the configured classes and folds, decoded once at the model's rate (ESC-50's
-   5 s, mixed at that length; ``engine.model_input`` then fits them to the model as it expects);
+2. the test clips of the configured classes and folds, or the clips of
+   ``config.sweep.inference_root``, as records of ``jaxnoise.data.sources`` (any source), decoded
+   once at the model's rate and cut by ``config.data.clip_policy`` (noise is mixed at that length;
+   ``engine.model_input`` then fits them to the model as it expects);
 3. the noises by name (``jaxnoise.sweep.noises``);
 4. a ('clips', 'snrs') device mesh over every device of every host, and the compiled engine;
 5. one unit at a time (the clean pass, then each noise realisation), skipping units a previous,
@@ -293,6 +295,7 @@ def run(config, workdir) -> dict:
       "models": [{"name": g.model.name, "folds": g.model.folds,
                   "variables_sha256": g.model.provenance["variables_sha256"]} for g in groups],
       "clips": [r.filename for r in inputs.tested], "target_ids": list(inputs.target_ids),
+      "clip_policy": str(config.data.get("clip_policy", "first")),
       "noises": [noise.describe() for noise in inputs.noise_types], "snrs": list(snrs),
       "realisations": int(config.sweep.realisations),
       "fresh_noise_per_clip": bool(config.sweep.fresh_noise_per_clip), "seed": int(config.seed),
