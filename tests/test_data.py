@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from jaxnoise.audio import io as audio_io
-from jaxnoise.data import clips, esc50
+from jaxnoise.data import clips, esc50, sources
 from jaxnoise.errors import AudioError, ConfigError, JaxnoiseError
 
 SHARED_FOLD_COUNTS = {2: 3, 4: 160, 5: 2}  # ../shared/data/README.md
@@ -41,12 +41,12 @@ def test_shared_metadata_matches_its_readme(esc50_dir):
 
 
 def test_esc19_drops_clock_tick_and_keeps_esc50_ids(esc50_dir):
-  records = esc50.load_metadata(esc50_dir)
-  kept, names, targets = esc50.select_classes(records, "esc19", "clock_tick")
+  kept, names, targets = sources.select_classes(sources.read_esc50(esc50_dir), "esc19",
+                                                "clock_tick")
   assert targets == tuple(t for t in range(20, 40) if t != 38)
   assert len(names) == 19 and "clock_tick" not in names and names[0] == "crying_baby"
   assert len(kept) == 165 - 8
-  labels = esc50.label_indices(kept, targets)
+  labels = sources.label_indices(kept, targets)
   assert all(names[label] == record.category for record, label in zip(kept, labels))
 
 

@@ -183,48 +183,6 @@ def _target_of(item, key: str) -> int:
                     f"(e.g. {', '.join(CLASS_NAMES[20:23])}, ...)")
 
 
-def select_classes(records: Iterable[Record], classes="esc19",
-                   dropped_class: str = DEFAULT_DROPPED_CLASS):
-  """Keeps the records of a class subset.
-
-  Returns:
-    ``(records, label_names, target_ids)``: the kept records (in their original order), the
-    category names of the subset and their ESC-50 targets, both in model-output order. A record's
-    model label is ``target_ids.index(record.target)`` (see ``label_indices``).
-  """
-  target_ids = class_targets(classes, dropped_class)
-  wanted = set(target_ids)
-  kept = [r for r in records if r.target in wanted]
-  label_names = tuple(CLASS_NAMES[t] for t in target_ids)
-  return kept, label_names, target_ids
-
-
-def check_classes_present(records: Iterable[Record], target_ids: Sequence[int], where) -> None:
-  """ConfigError naming the classes of the subset that have no clip at all in ``records``.
-
-  A class without clips can be neither trained nor tested, and would silently widen a sweep's
-  decision space, so a subset naming one is refused rather than run.
-  """
-  present = sorted({r.target for r in records})
-  missing = [target for target in target_ids if target not in present]
-  if missing:
-    names = ", ".join(f"{CLASS_NAMES[t]} ({t})" for t in missing[:8])
-    raise ConfigError(f"config.data.classes: {len(missing)} class(es) of the subset have no clip "
-                      f"in {where}: {names}{', ...' if len(missing) > 8 else ''}; that copy "
-                      f"holds targets {present}; choose classes it holds or point "
-                      "config.data.root at a complete ESC-50")
-
-
-def label_indices(records: Sequence[Record], target_ids: Sequence[int]) -> np.ndarray:
-  """``[clips]`` int32 positions of each record's target in ``target_ids`` (the model labels)."""
-  position = {target: index for index, target in enumerate(target_ids)}
-  unknown = sorted({r.target for r in records} - set(position))
-  if unknown:
-    raise ConfigError(f"records of targets {unknown} are not in the class subset "
-                      f"{list(target_ids)}")
-  return np.asarray([position[r.target] for r in records], dtype=np.int32)
-
-
 def folds_present(records: Iterable[Record]) -> tuple[int, ...]:
   return tuple(sorted({r.fold for r in records}))
 

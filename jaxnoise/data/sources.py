@@ -380,7 +380,12 @@ def select_classes(clip_set: ClipSet, classes, dropped_class=esc50.DEFAULT_DROPP
 
 def label_indices(clips: Sequence[Clip], target_ids: Sequence[int]) -> np.ndarray:
   """``[clips]`` int32 positions of each clip's target in ``target_ids`` (the model labels)."""
-  return esc50.label_indices(clips, target_ids)
+  position = {target: index for index, target in enumerate(target_ids)}
+  unknown = sorted({c.target for c in clips} - set(position))
+  if unknown:
+    raise ConfigError(f"clips of targets {unknown} are not in the class subset "
+                      f"{list(target_ids)}")
+  return np.asarray([position[c.target] for c in clips], dtype=np.int32)
 
 
 def folds_present(clips) -> tuple[int, ...]:
