@@ -387,3 +387,30 @@ def test_every_source_trains_the_same_model(datasets, tmp_path):
     assert (other["accuracy"], other["test_loss"]) == (result["accuracy"], result["test_loss"])
     assert other_predictions == predictions and other_folds == folds, source
     assert_trees_equal(other_variables, variables)
+
+
+@pytest.mark.slow
+def test_zero_shot_sweep_of_other_labels_reads_the_label_map(datasets, tmp_path):
+  """An AudioSet head on a folder whose labels are not ESC-50's: the label map decides which
+  outputs score each label (run.json's readout), and an unmapped label stops the sweep first."""
+  spec = registry.build_spec("mn", {"width": 0.1})
+  model = model_store.save_model(tmp_path / "audioset", spec, mobilenet.random_variables(spec))
+  root = tmp_path / "mine"
+  for old, new in zip(CLASSES, ("breath", "cough", "steps")):
+    shutil.copytree(datasets["folder"][0] / old, root / new)
+  mapping = {"breath": ["Breathing", "Gasp"], "cough": ["Cough"], "steps": ["Walk, footsteps"]}
+  (tmp_path / "map.json").write_text(json.dumps(mapping))
+  config = sweep_config(datasets, "esc50", model, tmp_path / "cache", **{
+      "data.source": "folder", "data.root": str(root), "data.classes": "all",
+      "model.label_map": str(tmp_path / "map.json"), "sweep.snrs": (0,)})
+  sweep_run.run(config, tmp_path / "run")
+  readout = json.loads((tmp_path / "run" / store.RUN_FILE).read_text())["readout"]["tiny"]
+  assert readout["kind"] == "zero-shot" and readout["names"] == ["breath", "cough", "steps"]
+  labels = spec.labels
+  assert [[labels[i] for i in row] for row in readout["outputs"]] == list(mapping.values())
+  rows = store.read_csv(tmp_path / "run" / store.RESULTS_FILE)
+  assert {r["predicted_name"] for r in rows} <= {"breath", "cough", "steps"}
+  (tmp_path / "map.json").write_text(json.dumps({"breath": ["Breathing"], "cough": ["Cough"]}))
+  with pytest.raises(ConfigError, match="no AudioSet mapping for the class 'steps'"):
+    sweep_run.run(config, tmp_path / "refused")
+  assert not (tmp_path / "refused").exists()

@@ -49,8 +49,12 @@ def nearest_snr(wanted: float, available) -> str:
 def confusion_figures(columns, model, snr_wanted, out_dir) -> list[tuple[str, pathlib.Path]]:
   """Confusion matrices of ``model``: clean, and every noise at the grid SNR nearest each wanted."""
   mine = columns["model"] == model
-  targets = sorted(set(columns["target"][mine].tolist()))
-  name_of = dict(zip(columns["target"][mine].tolist(), columns["target_name"][mine].tolist()))
+  # The classes decided among: the tested ones, and any other a model decides for (an inference
+  # set tests some of a model's classes, and every one of them can be predicted).
+  name_of = {**dict(zip(columns["predicted"][mine].tolist(),
+                        columns["predicted_name"][mine].tolist())),
+             **dict(zip(columns["target"][mine].tolist(), columns["target_name"][mine].tolist()))}
+  targets = sorted(name_of)
   names = [name_of[target] for target in targets]
   figures = []
   groups = metrics.group_rows({name: values[mine] for name, values in columns.items()},
