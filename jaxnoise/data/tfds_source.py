@@ -2,7 +2,7 @@
 
 Any TFDS dataset with an audio feature and a ``ClassLabel`` serves (feature names in
 ``config.data.tfds``). Its examples are written once as WAV files under
-``<cache_dir>/tfds/<name>/<version>/`` with an index ``clips.csv`` (written last, so an
+``<cache_dir>/tfds/<name>/<version>/<digest of config.data.tfds>/`` with an index ``clips.csv`` (written last, so an
 interrupted decoding starts over), and from then on the dataset is read like any folder of files:
 the stages see ``Clip`` records only. Integer audio is written as 16-bit PCM (lossless for the
 project's own ``esc50`` builder, which stores the files' PCM), float audio as 32-bit float.
@@ -11,6 +11,8 @@ Folds come from ``config.data.tfds.fold_key`` (an integer feature), else from sp
 ``fold<k>``, else the source has none (``sources.settle_folds`` splits it). The project's builders
 (``jaxnoise.data.tfds_esc50``) are registered on import, so ``tfds:esc50`` needs no more.
 """
+import hashlib
+import json
 import pathlib
 import re
 import shutil
@@ -48,7 +50,7 @@ def read_tfds(name: str, data_config, manual_dir) -> sources.ClipSet:
                       "is not a ClassLabel")
   classes = tuple(label_feature.names)
   cache = (pathlib.Path(data_config.cache_dir).expanduser() / "tfds" / name /
-           str(builder.info.version))
+           str(builder.info.version) / settings_digest(settings))
   if not (cache / INDEX_FILE).is_file():
     if not builder.is_prepared():
       if not data_config.get("download", True):
@@ -59,6 +61,14 @@ def read_tfds(name: str, data_config, manual_dir) -> sources.ClipSet:
       builder.download_and_prepare(download_config=config)
     decode(builder, settings, classes, cache)
   return read_index(cache, classes, name)
+
+
+def settings_digest(settings) -> str:
+  """A short digest of ``config.data.tfds``: other features, splits or rates decode anew."""
+  text = json.dumps({key: settings[key] if not isinstance(settings[key], tuple)
+                     else list(settings[key]) for key in sorted(settings.keys())},
+                    sort_keys=True, default=str)
+  return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def _feature(builder, key: str, setting: str):

@@ -154,7 +154,8 @@ def esc50_noise(entry, records, data_root, esc50_noise_dirs, tested_classes) -> 
         f"noise {entry!r}: no ESC-50 clip of class {category} (target {target}) in "
         f"{data_root} nor in config.sweep.esc50_noise_dirs={list(esc50_noise_dirs)}; use the full "
         "ESC-50, or add a folder of ESC-50-named clips of that class (such as "
-        "../shared/data/noise/esc50) to config.sweep.esc50_noise_dirs")
+        "../shared/data/noise/esc50) to config.sweep.esc50_noise_dirs, or choose other noises "
+        "(config.sweep.noises)")
   return NoiseType(entry, recordings=tuple(found))
 
 
