@@ -7,6 +7,7 @@ import dataclasses
 import json
 import pathlib
 import shutil
+import sys
 
 import jax
 import numpy as np
@@ -25,7 +26,6 @@ from jaxnoise.sweep import engine as engine_lib
 from jaxnoise.sweep import run as sweep_run
 from jaxnoise.sweep import store
 
-import sys  # pylint: disable=wrong-import-order
 if str(REPO_ROOT) not in sys.path:
   sys.path.insert(0, str(REPO_ROOT))
 from configs import base  # pylint: disable=wrong-import-position

@@ -29,7 +29,6 @@ the same clips give the same batches, splits and tables from any layout.
 import csv
 import dataclasses
 import pathlib
-import re
 from typing import Sequence
 
 import numpy as np
