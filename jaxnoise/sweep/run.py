@@ -289,6 +289,9 @@ def run(config, workdir) -> dict:
   if inputs.inference:
     inputs = inference_classes(inputs, models)
   groups = make_groups(models, inputs.tested, own_folds=not inputs.inference)
+  for group in groups:  # a tested class that no output scores stops the sweep before any work
+    readout_lib.make_readout(group.model.spec.labels, inputs.label_names, inputs.target_ids,
+                             inputs.label_map)
   mesh = sharding.make_mesh(len(snrs), int(config.sweep.snr_devices),
                             int(config.sweep.chunk_clips))
   fingerprint = {
