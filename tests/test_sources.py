@@ -314,6 +314,10 @@ def test_predict_and_noise_mix_refuse_a_truncated_wav(datasets, model_dir, tmp_p
   with pytest.raises(AudioError, match="cut.wav is truncated"):
     noise_cli.mix_files([good, bad], ["white"], [0.0], (50.0, 11025.0), tmp_path / "out")
   assert not (tmp_path / "out").exists()
+  summary = noise_cli.mix_files([good, bad], ["white"], [0.0], (50.0, 11025.0), tmp_path / "out",
+                                skip_bad_files=True)
+  assert summary["skipped"] == [bad] and len(summary["written"]) == 1
+  assert "skipped" in capsys.readouterr().err
   # Skipped on request, named on stderr; a labelled dataset's files come with their labels.
   assert predict.main(["--checkpoint", str(model_dir), "--json", "--skip-bad-files", str(bad),
                        "--data", f"csv:{datasets['csv'][0]}"]) == 0
