@@ -225,9 +225,14 @@ def _integer(text, where: str, column: str, low: int, high) -> int:
 # --- One entry point ----------------------------------------------------------------------------
 
 
+# The sources read from a local path; ``tfds:<name>`` reads through TFDS (tfds_source).
+LOCAL_READERS = {"esc50": read_esc50, "folder": read_folder, "csv": read_csv,
+                 "urbansound8k": read_urbansound8k}
+
+
 def check_source_name(source: str, key: str = "config.data.source") -> str:
   """``source`` if it names a reader; ConfigError naming ``key`` otherwise."""
-  if source in ("esc50", "folder", "csv", "urbansound8k") or (
+  if source in LOCAL_READERS or (
       source.startswith(TFDS_PREFIX) and len(source) > len(TFDS_PREFIX)):
     return source
   raise ConfigError(f"{key}={source!r} is not a data source; expected one of {SOURCES}")
@@ -246,10 +251,6 @@ def read_clips(data_config, source: str, root) -> ClipSet:
     raise ConfigError(f"config.data.source={source!r} reads config.data.root, which is empty; "
                       "give the dataset's folder (or the manifest, for 'csv')")
   return LOCAL_READERS[source](pathlib.Path(root).expanduser())
-
-
-LOCAL_READERS = {"esc50": read_esc50, "folder": read_folder, "csv": read_csv,
-                 "urbansound8k": read_urbansound8k}
 
 
 def read_named(spec: str) -> ClipSet:
