@@ -21,7 +21,6 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 from configs import quickstart  # pylint: disable=wrong-import-position
 from jaxnoise.data import clips as clip_loading  # pylint: disable=wrong-import-position
-from jaxnoise.data import esc50  # pylint: disable=wrong-import-position
 from jaxnoise.models import precision as precision_lib  # pylint: disable=wrong-import-position
 from jaxnoise.sweep import engine as engine_lib  # pylint: disable=wrong-import-position
 from jaxnoise.sweep import model as model_lib  # pylint: disable=wrong-import-position
@@ -37,10 +36,10 @@ def sweep_decisions(config, noise: str) -> dict:
   inputs = sweep_run.resolve_inputs(config)
   swept = model_lib.load_checkpoint_model(config)
   spec = swept.spec
-  readout = readout_lib.make_readout(spec.labels, inputs.label_names, inputs.target_ids)
-  clips = clip_loading.load_clips(inputs.tested, inputs.root, spec.sample_rate,
-                                  int(round(spec.sample_rate * esc50.CLIP_SECONDS)),
-                                  config.data.cache_dir)
+  readout = readout_lib.make_readout(spec.labels, inputs.label_names, inputs.target_ids,
+                                     inputs.label_map)
+  clips = clip_loading.load_set([record.path for record in inputs.tested], spec,
+                                config.data.clip_policy, config.data.cache_dir)
   snrs = tuple(float(snr) for snr in config.sweep.snrs)
   mesh = sharding.make_mesh(len(snrs), 0, int(config.sweep.chunk_clips))
   unit = noise_lib.Unit(noise_lib.NoiseType(noise, color=noise))

@@ -41,7 +41,8 @@ from jaxnoise.sweep import run as sweep_run  # pylint: disable=wrong-import-posi
 from jaxnoise.sweep import sharding  # pylint: disable=wrong-import-position
 
 MN04_CHECKPOINT = REPO_ROOT.parent / "shared" / "golden" / "mn" / "mn04_as_mAP_432.pt"
-_, ESC19_NAMES, ESC19_TARGETS = esc50.select_classes([], "esc19", "clock_tick")
+ESC19_TARGETS = esc50.class_targets("esc19", "clock_tick")
+ESC19_NAMES = tuple(esc50.CLASS_NAMES[t] for t in ESC19_TARGETS)
 PRESETS = {  # name: (arch, config overrides)
     "mn04": ("mn", {"width": 0.4}),
     "mn40": ("mn", {"width": 4.0}),

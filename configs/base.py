@@ -51,15 +51,46 @@ def get_config():
   # A converted model directory, or an upstream PyTorch checkpoint converted on the fly and cached.
   config.model.checkpoint = ""
   config.model.allow_head_mismatch = True  # fine-tuning starts a new head for the ESC classes
+  # AudioSet heads classify zero-shot: a JSON {dataset label: [AudioSet class names]} for labels
+  # other than ESC-50's ('' = the built-in ESC-50 map). `python -m jaxnoise.data.label_map
+  # --labels <dataset>` prints a suggestion to edit.
+  config.model.label_map = ""
 
   config.data = ml_collections.ConfigDict()
-  config.data.root = ""                   # ESC-50 in its native layout (audio/, meta/esc50.csv)
+  # Where the clips come from (jaxnoise/data/sources.py): esc50 | folder | csv | urbansound8k |
+  # tfds:<name>. Every stage reads the same records, whichever source.
+  config.data.source = "esc50"
+  # esc50: its native layout (audio/, meta/esc50.csv; '' = the cache, or a download); folder: one
+  # sub-folder per class; csv: the manifest (path,label[,fold]); urbansound8k: its native layout;
+  # tfds: the manual_dir of a builder that needs one.
+  config.data.root = ""
   config.data.cache_dir = "~/.cache/jaxnoise"
-  config.data.classes = "esc19"           # esc19 | esc50 | comma-separated ESC-50 targets
+  # esc19 | esc20 | esc50 (ESC-50 names, on any source labelled with them) | all | comma-separated
+  # labels or class positions.
+  config.data.classes = "esc19"
   config.data.dropped_class = "clock_tick"  # the class esc19 drops from targets 20-39
   config.data.test_folds = (1, 2, 3, 4, 5)  # one rotation per test fold present in the data
   config.data.convert_audio = True        # stereo / other rates are converted, not rejected
   config.data.download = True             # fetch the official archive into cache_dir if no root
+  # 0 = the source's own folds (a source without folds gets 5, seeded); k >= 2 = re-split into k
+  # folds (stratified, clips of one source recording together). The split used: <workdir>/folds.csv.
+  config.data.split_folds = 0
+  config.data.split_seed = 0
+  # How a file becomes the model's input (jaxnoise/data/clips.py): first | center | pad | windows.
+  config.data.clip_policy = "first"
+  # False: an unreadable or truncated file stops the run, naming it. True: it is skipped and listed
+  # in run.json / data.json, and counted in the report.
+  config.data.skip_bad_files = False
+  # tfds:<name> sources: where the prepared dataset lives and which features to read.
+  config.data.tfds = ml_collections.ConfigDict()
+  config.data.tfds.data_dir = ""          # '' = TFDS's default (~/tensorflow_datasets)
+  config.data.tfds.audio_key = "audio"
+  config.data.tfds.label_key = "label"    # a ClassLabel feature
+  config.data.tfds.fold_key = ""          # an integer feature holding folds ('' = splits foldN)
+  config.data.tfds.group_key = ""         # the source recording ('' = each example its own)
+  config.data.tfds.name_key = ""          # a file name feature ('' = <split>/<index>)
+  config.data.tfds.sample_rate = 0        # 0 = the audio feature's own (tfds.features.Audio)
+  config.data.tfds.splits = ()            # () = every split
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 64            # global: split over all devices
@@ -115,6 +146,12 @@ def get_config():
   config.sweep.chunk_clips = 8
   config.sweep.save_logits = False
   config.sweep.folds = ()                 # test folds to sweep; () = every fold in the data
+  # A set of labelled clips to sweep instead of the test folds, read through the data sources
+  # (config.sweep.inference_source: '' = detected: ESC-50 layout, UrbanSound8K, a CSV manifest,
+  # else one folder per class). The classes decided among are the model's; clips of a class the
+  # model lacks are an error.
+  config.sweep.inference_root = ""
+  config.sweep.inference_source = ""
   # Folders of ESC-50-named clips (FOLD-SRC-TAKE-TARGET.wav) for esc50:<class> noises whose class
   # the data copy lacks (e.g. ../shared/data/noise/esc50).
   config.sweep.esc50_noise_dirs = ()

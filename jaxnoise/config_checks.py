@@ -13,7 +13,8 @@ import numbers
 import pathlib
 import tempfile
 
-from jaxnoise.data import esc50
+from jaxnoise.data import clips as clip_loading
+from jaxnoise.data import esc50, sources
 from jaxnoise.errors import ConfigError
 from jaxnoise.models import precision, registry
 from jaxnoise.noise.colored import GENERATORS
@@ -86,8 +87,17 @@ def check_model_config(model_config):
 
 
 def check_data_config(data_config):
-  """The class subset names ESC-50 classes (whether the data holds them is checked on loading)."""
-  esc50.class_targets(data_config.classes, data_config.dropped_class)
+  """The source, split and clip policy are known; for ESC-50 the class subset names its classes
+  (whether the data holds them, and another source's classes, are checked on reading it)."""
+  source = sources.check_source_name(str(data_config.get("source", "esc50")))
+  sources.check_split(data_config)
+  clip_loading.check_clip_policy(str(data_config.get("clip_policy", "first")))
+  if not isinstance(data_config.get("skip_bad_files", False), bool):
+    raise ConfigError(f"config.data.skip_bad_files must be True or False, got "
+                      f"{data_config.skip_bad_files!r}")
+  if source == "esc50":
+    sources.class_targets(data_config.classes, data_config.dropped_class, esc50.CLASS_NAMES,
+                          "ESC-50")
 
 
 def check_train_config(train_config):
@@ -110,14 +120,22 @@ def check_train_config(train_config):
 
 def check_test_folds(data_config) -> tuple[int, ...]:
   folds = tuple(data_config.test_folds)
+  choices = sources.fold_choices(data_config)
   if not folds:
     raise ConfigError(f"config.data.test_folds is empty: give the folds to test on, some of "
-                      f"{esc50.FOLDS}")
-  unknown = [fold for fold in folds if isinstance(fold, bool) or fold not in esc50.FOLDS]
-  if unknown:
-    raise ConfigError(f"config.data.test_folds={folds}: {unknown} are not ESC-50 folds "
-                      f"{esc50.FOLDS}")
+                      f"{choices or 'the folds of the data'}")
+  check_folds(folds, choices, "config.data.test_folds")
   return tuple(int(fold) for fold in folds)
+
+
+def check_folds(folds, choices, key: str) -> None:
+  """Every fold is a positive integer, one of ``choices`` when the config fixes them."""
+  unknown = [fold for fold in folds if isinstance(fold, bool) or not isinstance(fold, int)
+             or fold < 1 or (choices is not None and fold not in choices)]
+  if unknown:
+    expected = f"folds {choices}" if choices else "folds (integers >= 1)"
+    raise ConfigError(f"{key}={tuple(folds)}: {unknown} are not {expected} of "
+                      "config.data.source / config.data.split_folds")
 
 
 def check_sweep_config(sweep_config) -> tuple[float, ...]:
@@ -145,11 +163,8 @@ def check_sweep_config(sweep_config) -> tuple[float, ...]:
     raise ConfigError("config.sweep.noises is empty: give at least one noise (white, pink, brown, "
                       "blue, violet, esc50:<class>, or a file or folder)")
   check_model_fold(sweep_config.model_fold)
-  unknown = [fold for fold in tuple(sweep_config.folds)
-             if isinstance(fold, bool) or fold not in esc50.FOLDS]
-  if unknown:
-    raise ConfigError(f"config.sweep.folds={tuple(sweep_config.folds)}: folds {unknown} are not "
-                      f"ESC-50 folds {esc50.FOLDS}")
+  if sweep_config.get("inference_source", ""):
+    sources.check_source_name(str(sweep_config.inference_source), "config.sweep.inference_source")
   return snrs
 
 

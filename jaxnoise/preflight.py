@@ -8,6 +8,7 @@ the stages themselves only import ``jaxnoise.config_checks``.
 import pathlib
 
 from jaxnoise import config_checks
+from jaxnoise.data import selection, sources
 from jaxnoise.errors import ConfigError
 
 
@@ -46,17 +47,19 @@ def check_config(config, modes, workdir=None) -> None:
   config_checks.check_compile_cache(config)
   config_checks.check_data_config(config.data)
   if "train" in modes:
-    from jaxnoise.train import loop, prepare
+    from jaxnoise.train import loop
     config_checks.check_model_config(config.model)
     loop.check_settings(config)
   if "sweep" in modes:
     config_checks.check_sweep_config(config.sweep)
+    config_checks.check_folds(tuple(config.sweep.folds), sources.fold_choices(config.data),
+                              "config.sweep.folds")
   if "report" in modes:
     from jaxnoise.report import page
     page.check_settings(config)
   # The inputs: the same look-ups the stages make first (metadata, classes, noise files).
   if "train" in modes:
-    prepare.select_records(config)
+    selection.select(config)
   if "sweep" in modes:
     from jaxnoise.sweep import run as sweep_run
     sweep_run.resolve_inputs(config)

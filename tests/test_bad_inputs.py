@@ -200,6 +200,15 @@ def result_cells(workdir: pathlib.Path):
     ({"data.classes": "esc19", "data.dropped_class": "dog"}, ["dropped_class='dog'"]),
     ({"data.root": "/nonexistent/esc50"}, ["config.data.root='/nonexistent/esc50'",
                                            "meta/esc50.csv"]),
+    ({"data.source": "imagenet"}, ["config.data.source='imagenet' is not a data source"]),
+    ({"data.source": "folder", "data.root": ""}, ["config.data.source='folder' reads "
+                                                  "config.data.root, which is empty"]),
+    ({"data.split_folds": 1}, ["config.data.split_folds must be 0", "got 1"]),
+    ({"data.clip_policy": "middle"}, ["config.data.clip_policy='middle'", "'windows'"]),
+    ({"sweep.inference_root": "/nonexistent/set"}, ["config.sweep.inference_root="
+                                                    "'/nonexistent/set' does not exist"]),
+    ({"model.label_map": "/nonexistent/map.json"}, ["config.model.label_map="
+                                                    "'/nonexistent/map.json' cannot be read"]),
     ({"seed": -1}, ["config.seed", "got -1"]),
     ({"modes": ("sweep", "fly")}, ["config.modes"]),
     ({"model.checkpoint": "/nonexistent/model"}, ["config.model.checkpoint='/nonexistent/model'",
@@ -602,13 +611,12 @@ def test_odd_and_silent_clips_are_converted_and_marked(odd_files, model_dir, tmp
   metadata = json.loads((workdir / store.RUN_FILE).read_text())
   assert metadata["silent_clips"] == {"cnn10": [silent_file]}
   # The documented conversion, as the sweep decoded and cached it: librosa.load's mono mean and
-  # soxr resampling, then zero-padding or cutting to ESC-50's 5 s.
+  # soxr resampling of the whole file (clip_policy 'first' then cuts or pads to the model's 5 s).
   for file_name, name in clip_of.items():
     digest = hashlib.sha256((root / "audio" / file_name).read_bytes()).hexdigest()
     cached = tmp_path / "cache" / clip_loading.CACHE_SUBDIR / (
-        f"{digest}-{RATE}hz-{esc50.CLIP_SAMPLES}-v{clip_loading.CACHE_FORMAT}.npz")
-    expected = librosa.load(odd_files[name], sr=RATE, mono=True)[0][:esc50.CLIP_SAMPLES]
-    expected = np.pad(expected, (0, esc50.CLIP_SAMPLES - expected.size))
+        f"{digest}-{RATE}hz-whole-v{clip_loading.CACHE_FORMAT}.npz")
+    expected = librosa.load(odd_files[name], sr=RATE, mono=True)[0]
     np.testing.assert_allclose(np.load(cached)["waveform"], expected, atol=2e-6, err_msg=name)
 
 

@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from jaxnoise.audio import io as audio_io
-from jaxnoise.data import clips, esc50
+from jaxnoise.data import clips, esc50, sources
 from jaxnoise.errors import AudioError, ConfigError, JaxnoiseError
 
 SHARED_FOLD_COUNTS = {2: 3, 4: 160, 5: 2}  # ../shared/data/README.md
@@ -41,12 +41,12 @@ def test_shared_metadata_matches_its_readme(esc50_dir):
 
 
 def test_esc19_drops_clock_tick_and_keeps_esc50_ids(esc50_dir):
-  records = esc50.load_metadata(esc50_dir)
-  kept, names, targets = esc50.select_classes(records, "esc19", "clock_tick")
+  kept, names, targets = sources.select_classes(sources.read_esc50(esc50_dir), "esc19",
+                                                "clock_tick")
   assert targets == tuple(t for t in range(20, 40) if t != 38)
   assert len(names) == 19 and "clock_tick" not in names and names[0] == "crying_baby"
   assert len(kept) == 165 - 8
-  labels = esc50.label_indices(kept, targets)
+  labels = sources.label_indices(kept, targets)
   assert all(names[label] == record.category for record, label in zip(kept, labels))
 
 
@@ -163,6 +163,12 @@ def test_bad_download_leaves_nothing(tmp_path, monkeypatch):
 # --- Clips --------------------------------------------------------------------------------------
 
 
+def load_records(records, root, sample_rate, clip_samples, cache_dir, convert=True):
+  """The ESC-50 ``records`` under ``root`` as one ``[clips, clip_samples]`` array."""
+  paths = [esc50.audio_path(root, record) for record in records]
+  return np.stack(clips.load_clips(paths, sample_rate, clip_samples, cache_dir, convert))
+
+
 @pytest.fixture(scope="module")
 def three_records(esc50_dir):
   records = esc50.load_metadata(esc50_dir)
@@ -170,7 +176,7 @@ def three_records(esc50_dir):
 
 
 def test_clips_at_native_rate_are_the_pcm_samples(three_records, esc50_dir, tmp_path):
-  loaded = clips.load_clips(three_records, esc50_dir, 44100, 220500, tmp_path)
+  loaded = load_records(three_records, esc50_dir, 44100, 220500, tmp_path)
   assert loaded.shape == (5, 220500) and loaded.dtype == np.float32
   for record, clip in zip(three_records, loaded):
     pcm, rate = soundfile.read(esc50.audio_path(esc50_dir, record), dtype="int16")
@@ -180,7 +186,7 @@ def test_clips_at_native_rate_are_the_pcm_samples(three_records, esc50_dir, tmp_
 
 def test_resampled_clips_match_librosa_and_are_cached(three_records, esc50_dir, tmp_path,
                                                       monkeypatch):
-  loaded = clips.load_clips(three_records[:2], esc50_dir, 32000, 160000, tmp_path)
+  loaded = load_records(three_records[:2], esc50_dir, 32000, 160000, tmp_path)
   reference, _ = librosa.load(esc50.audio_path(esc50_dir, three_records[0]), sr=32000)
   np.testing.assert_allclose(loaded[0], reference[:160000], rtol=0, atol=1e-6)
   cached = sorted((tmp_path / clips.CACHE_SUBDIR).iterdir())
@@ -191,9 +197,9 @@ def test_resampled_clips_match_librosa_and_are_cached(three_records, esc50_dir, 
 
   monkeypatch.setattr(audio_io, "load_audio", no_decoding)
   np.testing.assert_array_equal(
-      clips.load_clips(three_records[:2], esc50_dir, 32000, 160000, tmp_path), loaded)
+      load_records(three_records[:2], esc50_dir, 32000, 160000, tmp_path), loaded)
   with pytest.raises(AssertionError, match="decoded although cached"):  # another rate: new key
-    clips.load_clips(three_records[:1], esc50_dir, 16000, 80000, tmp_path)
+    load_records(three_records[:1], esc50_dir, 16000, 80000, tmp_path)
 
 
 def odd_dataset(root):
@@ -221,15 +227,15 @@ def test_nonconforming_clips_are_rejected_without_convert(tmp_path):
               "1-5": "cannot read"}
   for record in records[:5]:
     with pytest.raises(AudioError, match=messages[record.filename[:3]]) as caught:
-      clips.load_clips([record], tmp_path, 44100, 220500, None, convert=False)
+      load_records([record], tmp_path, 44100, 220500, None, convert=False)
     assert record.filename in str(caught.value)
   assert "convert_audio=True" in _message(records[0], tmp_path)
-  clips.load_clips(records[5:], tmp_path, 44100, 220500, None, convert=False)
+  load_records(records[5:], tmp_path, 44100, 220500, None, convert=False)
 
 
 def _message(record, root):
   try:
-    clips.load_clips([record], root, 44100, 220500, None, convert=False)
+    load_records([record], root, 44100, 220500, None, convert=False)
   except AudioError as error:
     return str(error)
   raise AssertionError("no error")
@@ -237,7 +243,7 @@ def _message(record, root):
 
 def test_nonconforming_clips_are_converted(tmp_path):
   records, tone = odd_dataset(tmp_path)
-  stereo, slow, short = clips.load_clips(records[:3], tmp_path, 44100, 220500, tmp_path / "c")
+  stereo, slow, short = load_records(records[:3], tmp_path, 44100, 220500, tmp_path / "c")
   quantised = np.round(tone * 32767) / 32767  # the files hold 16-bit PCM
   np.testing.assert_allclose(stereo, quantised * 0.25, atol=1e-4)  # mean of +tone and -tone/2
   np.testing.assert_array_equal(short[132300:], 0)
@@ -246,7 +252,7 @@ def test_nonconforming_clips_are_converted(tmp_path):
   np.testing.assert_allclose(slow[1000:-1000], tone[1000:-1000], atol=2e-3)
   for record in records[3:5]:
     with pytest.raises(AudioError, match=record.filename):
-      clips.load_clips([record], tmp_path, 44100, 220500, None, convert=True)
+      load_records([record], tmp_path, 44100, 220500, None, convert=True)
 
 
 # --- TFDS ---------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import scipy.integrate
 import scipy.signal
 
 from conftest import REPO_ROOT, override
-from jaxnoise.data import esc50, zero_shot
+from jaxnoise.data import esc50, sources, zero_shot
 from jaxnoise.errors import ConfigError
 from jaxnoise.models import mobilenet, registry, store as model_store
 from jaxnoise.noise import colored_noise
@@ -118,7 +118,8 @@ def test_engine_equals_per_clip_scipy_loop(baseline, model_dir, esc50_dir, noise
   spec, variables = model_store.load_model(model_dir)
   records = sorted((r for r in esc50.load_metadata(esc50_dir) if r.fold in (2, 5)),
                    key=lambda r: (r.fold, r.filename))
-  _, label_names, target_ids = esc50.select_classes(records, "esc19", "clock_tick")
+  target_ids = esc50.class_targets("esc19", "clock_tick")
+  label_names = tuple(esc50.CLASS_NAMES[t] for t in target_ids)
   tables = [zero_shot.audioset_indices(name) for name in label_names]
   length = spec.clip_samples
   dog_file = sorted(noise_dir.glob("esc50/*-0.wav"))[0]
@@ -319,7 +320,7 @@ def test_realisations_and_fresh_noise_per_clip(settings, tmp_path, noise_dir):
 def test_trained_fold_models_are_swept_on_their_own_fold(settings, tmp_path):
   """The 'train' mode's fold{k}/model are swept, each on fold k, even where the config names a
   checkpoint (there it was the starting point of the training)."""
-  _, names, _ = esc50.select_classes([], "esc19", "clock_tick")
+  names = tuple(esc50.CLASS_NAMES[t] for t in esc50.class_targets("esc19", "clock_tick"))
   spec = dataclasses.replace(registry.build_spec("mn", {"width": 0.1, "num_classes": 19}),
                              labels=names)
   workdir = tmp_path / "trained"
@@ -369,12 +370,12 @@ def test_per_clip_colored_noise_comes_from_the_documented_keys(esc50_dir):
 
 
 def test_noise_names(esc50_dir, noise_dir, tmp_path):
-  every = esc50.load_metadata(esc50_dir)
-  tested = tuple(range(20, 40))
+  every = sources.read_esc50(esc50_dir).clips
+  tested = esc50.CLASS_NAMES[20:40]
   parsed = noise_lib.parse_noises(
       ["white", "esc50:rain", f"tv={noise_dir / 'swch-audio-classification'}",
        str(noise_dir / "whisp" / "wind.wav")], records=every, data_root=esc50_dir,
-      esc50_noise_dirs=[noise_dir / "esc50"], tested_targets=tested)
+      esc50_noise_dirs=[noise_dir / "esc50"], tested_classes=tested)
   assert [n.name for n in parsed] == ["white", "esc50:rain", "tv", "wind"]
   assert parsed[0].color == "white" and parsed[0].realisations(5) == 5
   assert [p.name for p in parsed[1].recordings] == sorted(
@@ -389,7 +390,7 @@ def test_noise_names(esc50_dir, noise_dir, tmp_path):
     noise_lib.parse_noises(["esc50:dragon"], records=every, data_root=esc50_dir)
   with pytest.raises(ConfigError, match="under test"):
     noise_lib.parse_noises(["esc50:snoring"], records=every, data_root=esc50_dir,
-                           tested_targets=tested)
+                           tested_classes=tested)
   with pytest.raises(ConfigError, match="no ESC-50 clip of class dog"):
     noise_lib.parse_noises(["esc50:dog"], records=every, data_root=esc50_dir)
   with pytest.raises(ConfigError, match="does not exist"):

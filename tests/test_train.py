@@ -24,7 +24,7 @@ import soundfile
 
 from configs import base
 from conftest import write_esc50
-from jaxnoise.data import esc50
+from jaxnoise.data import esc50, selection
 from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import registry, store
 from jaxnoise.models.spec import ModelSpec
@@ -325,17 +325,22 @@ def test_transplant_keeps_body_and_replaces_mismatched_head():
 def test_dataset_follows_the_specs_rule_for_longer_clips(tone_root, tmp_path):
   import dataclasses  # pylint: disable=import-outside-toplevel
   config = tiny_config(tone_root, tmp_path / "cache")
-  root, records, names, targets = prepare.select_records(config)
-  assert names == ("crying_baby", "sneezing", "clapping") and len(records) == 18
-  five = prepare.load_dataset(config, tiny_spec(), root, records, names, targets)
+  chosen = selection.select(config)
+  assert chosen.label_names == ("crying_baby", "sneezing", "clapping")
+  five = prepare.load_dataset(config, tiny_spec(), chosen)
   assert five.waveforms.shape == (18, 40000)
-  np.testing.assert_array_equal(five.labels, [0] * 6 + [1] * 6 + [2] * 6)
+  # Clips in file-name order (every source's order), labels in class order.
+  names = [r.filename for r in chosen.records]
+  assert names == sorted(names)
+  np.testing.assert_array_equal(
+      five.labels, [("crying_baby", "sneezing", "clapping").index(r.category)
+                    for r in chosen.records])
   ten_seconds = dataclasses.replace(tiny_spec(), clip_seconds=10.0)
-  padded = prepare.load_dataset(config, ten_seconds, root, records, names, targets).waveforms
+  padded = prepare.load_dataset(config, ten_seconds, chosen).waveforms
   np.testing.assert_array_equal(padded[:, :40000], five.waveforms)
   np.testing.assert_array_equal(padded[:, 40000:], 0)
   left_to_frontend = dataclasses.replace(ten_seconds, pad_short_clips=False)
-  kept = prepare.load_dataset(config, left_to_frontend, root, records, names, targets).waveforms
+  kept = prepare.load_dataset(config, left_to_frontend, chosen).waveforms
   np.testing.assert_array_equal(kept, five.waveforms)
 
 
@@ -472,7 +477,8 @@ def test_finetune_real_mn04_as_and_restore(golden_dir, esc50_dir, tmp_path):
   result = loop.train(config, tmp_path / "run")
   assert result[2]["train_clips"] == 154 and result[2]["test_clips"] == 3
   spec, variables = store.load_model(result[2]["model_dir"])
-  _, names, targets = esc50.select_classes([], "esc19", "clock_tick")
+  targets = esc50.class_targets("esc19", "clock_tick")
+  names = tuple(esc50.CLASS_NAMES[t] for t in targets)
   assert spec.arch == "mn" and spec.config["width"] == 0.4
   assert tuple(spec.labels) == names and spec.num_classes == 19
   assert spec.output_activation == "softmax"

@@ -3,6 +3,7 @@
 Loading happens once per file, on the host, in numpy; everything after it runs in JAX.
 """
 import pathlib
+import struct
 
 import numpy as np
 import soundfile
@@ -55,8 +56,7 @@ def load_audio(path, sample_rate: int | None = None, *, length: int | None = Non
       ``MAX_ABS_SAMPLE``.
   """
   path = pathlib.Path(path)
-  if not path.is_file():
-    raise AudioError(f"audio file {path} does not exist")
+  check_wav_length(path)
   try:
     # float64 first so the int16 -> float scaling is exact before any resampling.
     data, rate = soundfile.read(path, dtype="float64", always_2d=True)
@@ -82,6 +82,51 @@ def load_audio(path, sample_rate: int | None = None, *, length: int | None = Non
   if length is not None:
     mono = pad_or_cut(mono, length)
   return np.asarray(mono, dtype=dtype), rate
+
+
+# A data chunk of unknown length: streaming writers (ffmpeg to a pipe) put 0 or 0xFFFFFFFF there.
+UNKNOWN_DATA_SIZES = (0, 0xFFFFFFFF)
+
+
+def check_wav_length(path) -> None:
+  """AudioError if ``path`` is a RIFF/WAVE file whose data chunk announces more bytes than the file
+  holds (a truncated copy).
+
+  libsndfile reads such a file silently as a shorter clip, which would then be classified as if
+  whole; a file that is not RIFF/WAVE (FLAC, OGG, ...) or whose data size is unknown passes.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise AudioError(f"audio file {path} does not exist")
+  size = path.stat().st_size
+  with open(path, "rb") as handle:
+    header = handle.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+      return
+    position = 12
+    while position + 8 <= size:
+      handle.seek(position)
+      chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
+      if chunk_id == b"data":
+        held = size - position - 8
+        if chunk_size not in UNKNOWN_DATA_SIZES and chunk_size > held:
+          raise AudioError(f"{path} is truncated: its WAV header announces {chunk_size} bytes of "
+                           f"audio but the file holds {held} (a partial copy?)")
+        return
+      position += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
+
+
+def check_audio_header(path):
+  """``soundfile.info`` of ``path`` after checking it is readable, non-empty audio and not a
+  truncated WAV (``check_wav_length``); AudioError naming the file otherwise."""
+  check_wav_length(path)
+  try:
+    info = soundfile.info(str(path))
+  except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+    raise AudioError(f"cannot read {path} as audio: {error}") from None
+  if info.frames <= 0:
+    raise AudioError(f"audio file {path} holds no samples")
+  return info
 
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".opus")

@@ -6,7 +6,6 @@ model still reports "crying_baby (20)". Any subset of the five folds may be pres
 in ../shared holds fold 4 and five other clips); callers ask which folds exist with
 ``folds_present``.
 """
-import csv
 import dataclasses
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import soundfile
 
+from jaxnoise.data import metadata
 from jaxnoise.errors import ConfigError, JaxnoiseError
 
 # Every ESC-50 clip is 5 s of 44.1 kHz mono 16-bit PCM.
@@ -93,15 +93,8 @@ def load_metadata(root, *, check_files: bool = True) -> list[Record]:
     raise JaxnoiseError(f"ESC-50 metadata {path} does not exist: expected the dataset's native "
                         "layout (audio/*.wav and meta/esc50.csv) under "
                         f"{pathlib.Path(root)}")
-  records = []
-  with open(path, newline="", encoding="utf-8") as handle:
-    reader = csv.DictReader(handle)
-    missing_columns = [c for c in METADATA_COLUMNS if c not in (reader.fieldnames or ())]
-    if missing_columns:
-      raise JaxnoiseError(f"{path} lacks the column(s) {missing_columns}; expected the ESC-50 "
-                          f"columns {list(METADATA_COLUMNS)}")
-    for line, row in enumerate(reader, start=2):
-      records.append(_parse_row(row, f"{path}:{line}"))
+  records = [_parse_row(row, where)
+             for where, row in metadata.read_rows(path, METADATA_COLUMNS, "ESC-50")]
   if not records:
     raise JaxnoiseError(f"{path} lists no clips")
   names = [r.filename for r in records]
@@ -188,48 +181,6 @@ def _target_of(item, key: str) -> int:
     return CLASS_NAMES.index(item)
   raise ConfigError(f"{key}: {item!r} is neither an ESC-50 target (0..49) nor a category name "
                     f"(e.g. {', '.join(CLASS_NAMES[20:23])}, ...)")
-
-
-def select_classes(records: Iterable[Record], classes="esc19",
-                   dropped_class: str = DEFAULT_DROPPED_CLASS):
-  """Keeps the records of a class subset.
-
-  Returns:
-    ``(records, label_names, target_ids)``: the kept records (in their original order), the
-    category names of the subset and their ESC-50 targets, both in model-output order. A record's
-    model label is ``target_ids.index(record.target)`` (see ``label_indices``).
-  """
-  target_ids = class_targets(classes, dropped_class)
-  wanted = set(target_ids)
-  kept = [r for r in records if r.target in wanted]
-  label_names = tuple(CLASS_NAMES[t] for t in target_ids)
-  return kept, label_names, target_ids
-
-
-def check_classes_present(records: Iterable[Record], target_ids: Sequence[int], where) -> None:
-  """ConfigError naming the classes of the subset that have no clip at all in ``records``.
-
-  A class without clips can be neither trained nor tested, and would silently widen a sweep's
-  decision space, so a subset naming one is refused rather than run.
-  """
-  present = sorted({r.target for r in records})
-  missing = [target for target in target_ids if target not in present]
-  if missing:
-    names = ", ".join(f"{CLASS_NAMES[t]} ({t})" for t in missing[:8])
-    raise ConfigError(f"config.data.classes: {len(missing)} class(es) of the subset have no clip "
-                      f"in {where}: {names}{', ...' if len(missing) > 8 else ''}; that copy "
-                      f"holds targets {present}; choose classes it holds or point "
-                      "config.data.root at a complete ESC-50")
-
-
-def label_indices(records: Sequence[Record], target_ids: Sequence[int]) -> np.ndarray:
-  """``[clips]`` int32 positions of each record's target in ``target_ids`` (the model labels)."""
-  position = {target: index for index, target in enumerate(target_ids)}
-  unknown = sorted({r.target for r in records} - set(position))
-  if unknown:
-    raise ConfigError(f"records of targets {unknown} are not in the class subset "
-                      f"{list(target_ids)}")
-  return np.asarray([position[r.target] for r in records], dtype=np.int32)
 
 
 def folds_present(records: Iterable[Record]) -> tuple[int, ...]:

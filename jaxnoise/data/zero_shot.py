@@ -84,24 +84,31 @@ ESC50_TO_AUDIOSET = {
 }
 
 
-def audioset_indices(category: str) -> tuple[int, ...]:
-  """Output indices of the AudioSet classes mapped to the ESC-50 ``category``."""
-  if category not in ESC50_TO_AUDIOSET:
-    raise ConfigError(f"no AudioSet mapping for ESC-50 class {category!r}; the zero-shot map "
-                      f"knows {sorted(ESC50_TO_AUDIOSET)}")
+def audioset_indices(category: str, mapping=None) -> tuple[int, ...]:
+  """Output indices of the AudioSet classes mapped to ``category`` by ``mapping`` (a label map,
+  ``jaxnoise.data.label_map.load``; default: the ESC-50 map above)."""
+  mapping = ESC50_TO_AUDIOSET if mapping is None else mapping
+  if not mapping.get(category):
+    where = ("the built-in ESC-50 map" if mapping is ESC50_TO_AUDIOSET
+             else "config.model.label_map")
+    raise ConfigError(f"no AudioSet mapping for the class {category!r} in {where}; map every "
+                      "tested label to AudioSet classes in a JSON file and set "
+                      "config.model.label_map (python -m jaxnoise.data.label_map --labels ... "
+                      "prints a suggestion to edit)")
   position = {name: index for index, name in enumerate(audioset_labels())}
-  return tuple(position[name] for name in ESC50_TO_AUDIOSET[category])
+  return tuple(position[name] for name in mapping[category])
 
 
-def index_table(categories) -> tuple[np.ndarray, np.ndarray]:
-  """Gather table of the mapped AudioSet outputs for ``categories`` (in that order).
+def index_table(categories, mapping=None) -> tuple[np.ndarray, np.ndarray]:
+  """Gather table of the mapped AudioSet outputs for ``categories`` (in that order), by
+  ``mapping`` (default: the ESC-50 map).
 
   Returns:
     ``(indices [classes, width] int32, valid [classes, width] bool)``: row ``c`` lists the AudioSet
     outputs of category ``c``, padded (with index 0, marked invalid) to the longest row, so the ESC
     scores are one gather and one masked max: see ``jaxnoise.sweep.readout``.
   """
-  rows = [audioset_indices(category) for category in categories]
+  rows = [audioset_indices(category, mapping) for category in categories]
   width = max(len(row) for row in rows)
   indices = np.zeros((len(rows), width), np.int32)
   valid = np.zeros((len(rows), width), bool)

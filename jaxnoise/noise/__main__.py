@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import soundfile
 
-from jaxnoise.audio.io import list_audio_files, load_audio
+from jaxnoise.audio.io import check_audio_header, list_audio_files, load_audio
 from jaxnoise.cli import run_main
 from jaxnoise.errors import AudioError, ConfigError
 from jaxnoise.noise.colored import COLORS, GENERATORS, check_generator
@@ -54,8 +54,11 @@ def collect_inputs(paths) -> list[tuple[pathlib.Path, pathlib.Path]]:
   return inputs
 
 
-def mix_files(paths, noise_names, snrs_db, band, out_dir, seed=0, generator="psd") -> dict:
-  """Writes the noisy copies; returns ``{'written': [paths], 'silent': [input files]}``."""
+def mix_files(paths, noise_names, snrs_db, band, out_dir, seed=0, generator="psd",
+              skip_bad_files=False) -> dict:
+  """Writes the noisy copies; returns ``{'written': [paths], 'silent': [input files], 'skipped':
+  [input files]}``. An unreadable input (or a truncated WAV) stops everything before any output
+  is written, or with ``skip_bad_files`` is named on stderr and left out."""
   if not snrs_db:
     raise ConfigError("give at least one --snr")
   if not all(np.isfinite(snrs_db)):
@@ -65,7 +68,17 @@ def mix_files(paths, noise_names, snrs_db, band, out_dir, seed=0, generator="psd
   labels = noise_labels(noise_names)
   check_generator(generator)
   out_dir = pathlib.Path(out_dir)
-  inputs = collect_inputs(paths)
+  inputs, skipped = [], []
+  for file, folder in collect_inputs(paths):
+    try:
+      check_audio_header(file)
+    except AudioError as error:
+      if not skip_bad_files:
+        raise
+      print(f"warning: skipped {error}", file=sys.stderr)
+      skipped.append(file)
+      continue
+    inputs.append((file, folder))
   destinations = {}
   for file, folder in inputs:
     for noise in labels:
@@ -112,7 +125,7 @@ def mix_files(paths, noise_names, snrs_db, band, out_dir, seed=0, generator="psd
         written.append(target)
     print(f"{file}: {rate} Hz, P_x = {float(result.clip_powers[0]):.4g}, "
           f"{len(noises) * len(snrs_db)} noisy copies")
-  return {"written": written, "silent": silent}
+  return {"written": written, "silent": silent, "skipped": skipped}
 
 
 def parse_args(argv):
@@ -131,6 +144,9 @@ def parse_args(argv):
   mixer.add_argument("--seed", type=int, default=0)
   mixer.add_argument("--generator", choices=GENERATORS, default="psd", help=GENERATOR_HELP)
   mixer.add_argument("--out", required=True, help="output folder")
+  mixer.add_argument("--skip-bad-files", action="store_true",
+                     help="skip unreadable or truncated inputs (named on stderr) instead of "
+                          "stopping before any output")
 
   report = commands.add_parser("report", help="PSD plot and nominal in-band power of the noises")
   report.add_argument("--sample-rate", type=int, required=True)
@@ -149,8 +165,10 @@ def main(argv=None):
   args = parse_args(argv)
   if args.command == "mix":
     summary = mix_files(args.inputs, args.noise, args.snr, args.band, args.out, seed=args.seed,
-                        generator=args.generator)
+                        generator=args.generator, skip_bad_files=args.skip_bad_files)
     print(f"wrote {len(summary['written'])} files to {args.out}")
+    if summary["skipped"]:
+      print(f"warning: {len(summary['skipped'])} unreadable input(s) skipped", file=sys.stderr)
     if summary["silent"]:
       print(f"warning: {len(summary['silent'])} silent input(s) got no noise", file=sys.stderr)
   else:

@@ -17,7 +17,6 @@ import numpy as np
 from jaxnoise import config_checks
 from jaxnoise import noise as noise_lib
 from jaxnoise.data import clips as clip_loading
-from jaxnoise.data import esc50
 from jaxnoise.errors import ConfigError
 from jaxnoise.report import metrics, plots, tables
 from jaxnoise.runtime import files
@@ -51,8 +50,13 @@ def nearest_snr(wanted: float, available) -> str:
 def confusion_figures(columns, model, snr_wanted, out_dir) -> list[tuple[str, pathlib.Path]]:
   """Confusion matrices of ``model``: clean, and every noise at the grid SNR nearest each wanted."""
   mine = columns["model"] == model
-  targets = sorted(set(columns["target"][mine].tolist()))
-  names = [esc50.CLASS_NAMES[target] for target in targets]
+  # The classes decided among: the tested ones, and any other a model decides for (an inference
+  # set tests some of a model's classes, and every one of them can be predicted).
+  name_of = {**dict(zip(columns["predicted"][mine].tolist(),
+                        columns["predicted_name"][mine].tolist())),
+             **dict(zip(columns["target"][mine].tolist(), columns["target_name"][mine].tolist()))}
+  targets = sorted(name_of)
+  names = [name_of[target] for target in targets]
   figures = []
   groups = metrics.group_rows({name: values[mine] for name, values in columns.items()},
                               ("noise", "snr_db"))
@@ -79,10 +83,10 @@ def spectrogram_figure(swept, inputs, config, record, out_dir) -> pathlib.Path:
   SNR."""
   spec = swept.spec
   file_name = record.filename
-  length = int(round(spec.sample_rate * esc50.CLIP_SECONDS))
-  clip = clip_loading.load_clip(esc50.audio_path(inputs.root, record), spec.sample_rate, length,
-                                config.data.cache_dir or None,
-                                convert=bool(config.data.convert_audio))
+  clip = clip_loading.load_set([record.path], spec, config.data.get("clip_policy", "first"),
+                               config.data.cache_dir or None,
+                               convert=bool(config.data.convert_audio))[0]
+  length = clip.shape[0]
   snr = float(config.report.spectrogram_snr)
   noises = np.stack([sweep_noises.nominal_noise(noise, 0, int(config.seed), spec.sample_rate,
                                                 length) for noise in inputs.noise_types])
@@ -116,6 +120,15 @@ def spectrogram_record(setting, tested):
       return record
   raise ConfigError(f"config.report.spectrogram_clip={setting!r} is not a swept clip; expected an "
                     f"ESC-50 target or a file name such as {tested[0].filename!r}")
+
+
+def skipped_text(skipped) -> str:
+  """The report's count of the unreadable files a sweep left out (config.data.skip_bad_files)."""
+  if not skipped:
+    return ""
+  names = ", ".join(entry["file"] for entry in skipped[:5])
+  return (f" {len(skipped)} unreadable file(s) skipped (config.data.skip_bad_files; listed in "
+          f"run.json): {names}{', ...' if len(skipped) > 5 else ''}.")
 
 
 def html_table(columns, rows) -> str:
@@ -238,7 +251,8 @@ def write_report(config, workdir) -> dict:
              f"{' (fresh per clip)' if settings.get('fresh_noise_per_clip') else ''}; "
              f"{run_info.get('devices', {}).get('count')} device(s), precision "
              f"{run_info.get('precision', 'highest')}, sweep time "
-             f"{run_info.get('timing', {}).get('seconds', float('nan')):.1f} s.")
+             f"{run_info.get('timing', {}).get('seconds', float('nan')):.1f} s."
+             f"{skipped_text(run_info.get('skipped_files', []))}")
   robustness_text = ("area: mean accuracy over the SNR range (trapezoid); half-accuracy SNR: where "
                      "accuracy falls to half of clean (interpolated); collapse: share of predictions"
                      " on the most predicted class at an SNR (1.0 = every clip gets one class).")

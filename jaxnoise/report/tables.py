@@ -13,7 +13,6 @@ from jaxnoise.data import esc50
 from jaxnoise.models import cost, htsat, mobilenet
 from jaxnoise.report import metrics
 from jaxnoise.sweep import noises as sweep_noises
-from jaxnoise.sweep import store
 
 
 def format_value(value, digits: int = 3) -> str:

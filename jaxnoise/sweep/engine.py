@@ -40,8 +40,24 @@ def model_input(spec, waveform: jax.Array) -> jax.Array:
   return waveform
 
 
+def window_scores(spec, variables, noisy: jax.Array, clean: jax.Array, window_samples: int):
+  """``(scores, logits)`` ``[batch, outputs]`` of ``noisy`` ``[batch, k * window_samples]``: the
+  mean over its consecutive windows (``clip_policy='windows'``), leaving out the windows where the
+  clean clip is all zeros (the padding after a file shorter than the longest of its set)."""
+  batch = noisy.shape[0]
+  windows = model_input(spec, noisy.reshape(-1, window_samples))
+  logits = spec.apply(variables, windows, train=False)["logits"]
+  logits = logits.reshape(batch, -1, logits.shape[-1])
+  real = jnp.any(clean.reshape(batch, -1, window_samples) != 0, axis=-1)
+  # A silent clip has no real window: it is classified on all of them (as its noisy copies are).
+  weights = jnp.where(jnp.any(real, axis=1, keepdims=True), real, True).astype(logits.dtype)
+  weights = weights / jnp.sum(weights, axis=1, keepdims=True)
+  scores = jnp.einsum("bw,bwc->bc", weights, spec.scores(logits))
+  return scores, jnp.einsum("bw,bwc->bc", weights, logits)
+
+
 def noisy_predictions(spec, readout, variables, clean, clean_power, noise, noise_power, snrs,
-                      *, with_logits: bool = False, snr_batch: int = 0):
+                      *, with_logits: bool = False, snr_batch: int = 0, window_samples: int = 0):
   """Predictions for every clip at every SNR (pure; what each device runs on its block).
 
   Args:
@@ -57,6 +73,8 @@ def noisy_predictions(spec, readout, variables, clean, clean_power, noise, noise
     snr_batch: SNRs per network call; 0 = all at once (one vmap). Smaller values run groups of
       ``snr_batch`` SNRs (each group vmapped) one after another with ``lax.map``: the same result
       with smaller activations, which keeps a CPU's caches warm (large batches run slower there).
+    window_samples: 0, or the window length of ``clip_policy='windows'`` (``window_scores``);
+      ``samples`` is then a multiple of it.
 
   Returns:
     ``{'predicted': [clips, snrs] int32}`` (positions in ``readout.target_ids``), plus
@@ -64,9 +82,13 @@ def noisy_predictions(spec, readout, variables, clean, clean_power, noise, noise
   """
   def at_snr(snr):
     gains = noise_gain(clean_power, noise_power, snr).astype(clean.dtype)
-    noisy = model_input(spec, clean + gains[:, None] * noise)
-    logits = spec.apply(variables, noisy, train=False)["logits"]
-    scores = readout.class_scores(spec.scores(logits))
+    noisy = clean + gains[:, None] * noise
+    if window_samples:
+      scores, logits = window_scores(spec, variables, noisy, clean, window_samples)
+    else:
+      logits = spec.apply(variables, model_input(spec, noisy), train=False)["logits"]
+      scores = spec.scores(logits)
+    scores = readout.class_scores(scores)
     return jnp.argmax(scores, axis=-1).astype(jnp.int32), logits
 
   snrs = snrs.astype(clean.dtype)
@@ -94,11 +116,13 @@ class SweepEngine:
     chunk_clips: clips per compiled call.
     with_logits: also return logits.
     snr_batch: SNRs per network call (``noisy_predictions``); 0 = all.
+    window_samples: 0, or the window of ``clip_policy='windows'`` (``window_scores``).
   """
 
   def __init__(self, spec, readout, variables, clips: np.ndarray, mesh, *, chunk_clips: int,
-               with_logits: bool = False, snr_batch: int = 0):
+               with_logits: bool = False, snr_batch: int = 0, window_samples: int = 0):
     self.spec, self.readout, self.mesh = spec, readout, mesh
+    self.window_samples = window_samples
     self.with_logits = with_logits
     self.snr_batch = snr_batch
     self.num_clips, self.num_samples = clips.shape
@@ -146,7 +170,8 @@ class SweepEngine:
       if self.with_logits:
         out_specs["logits"] = PartitionSpec(CLIP_AXIS, SNR_AXIS, None)
       local = functools.partial(noisy_predictions, self.spec, self.readout,
-                                with_logits=self.with_logits, snr_batch=self.snr_batch)
+                                with_logits=self.with_logits, snr_batch=self.snr_batch,
+                                window_samples=self.window_samples)
       self._steps[per_clip_noise] = jax.jit(jax.shard_map(
           local, mesh=self.mesh,
           in_specs=(PartitionSpec(), PartitionSpec(CLIP_AXIS, None), PartitionSpec(CLIP_AXIS),

@@ -63,15 +63,16 @@ class NoiseType:
 
 
 def parse_noises(entries, *, records=(), data_root=None, esc50_noise_dirs=(),
-                 tested_targets=(), colored_generator="psd") -> list[NoiseType]:
+                 tested_classes=(), colored_generator="psd") -> list[NoiseType]:
   """Resolves the noise names of the config (module doc) into NoiseTypes.
 
   Args:
     entries: names from ``config.sweep.noises`` + ``config.sweep.noise_paths``.
-    records: every record of the ESC-50 copy (before class selection), for ``esc50:`` names.
-    data_root: that copy's folder.
+    records: every clip of the data (``sources.Clip``, before class selection), for ``esc50:``
+      names: the clips whose label is that ESC-50 category.
+    data_root: where those clips come from (for messages).
     esc50_noise_dirs: further folders with ESC-50-named files, searched when the copy lacks a class.
-    tested_targets: ESC-50 targets under test; using one of them as noise is refused.
+    tested_classes: names of the classes under test; using one of them as noise is refused.
     colored_generator: ``config.sweep.colored_generator``, the shaping of every color.
 
   Raises:
@@ -87,7 +88,7 @@ def parse_noises(entries, *, records=(), data_root=None, esc50_noise_dirs=(),
     if entry in COLORS:
       noises.append(NoiseType(entry, color=entry, generator=colored_generator))
     elif entry.startswith(ESC50_PREFIX):
-      noises.append(esc50_noise(entry, records, data_root, esc50_noise_dirs, tested_targets))
+      noises.append(esc50_noise(entry, records, data_root, esc50_noise_dirs, tested_classes))
     elif "=" in entry:
       name, path = (part.strip() for part in entry.split("=", 1))
       noises.append(NoiseType(name, recordings=tuple(recordings_under(path, entry))))
@@ -134,17 +135,16 @@ def noises_from_path(entry) -> list[NoiseType]:
   return [NoiseType(file.stem, recordings=(file,)) for file in files]
 
 
-def esc50_noise(entry, records, data_root, esc50_noise_dirs, tested_targets) -> NoiseType:
+def esc50_noise(entry, records, data_root, esc50_noise_dirs, tested_classes) -> NoiseType:
   category = entry[len(ESC50_PREFIX):]
   if category not in esc50.CLASS_NAMES:
     raise ConfigError(f"noise {entry!r}: {category!r} is not an ESC-50 class (e.g. dog, rain, "
                       "car_horn, engine, train)")
   target = esc50.CLASS_NAMES.index(category)
-  if target in tested_targets:
+  if category in tested_classes:
     raise ConfigError(f"noise {entry!r}: class {category} ({target}) is one of the classes under "
                       "test, so it cannot also be the background noise")
-  found = sorted(esc50.audio_path(data_root, record) for record in records
-                 if record.target == target)
+  found = sorted(pathlib.Path(record.path) for record in records if record.category == category)
   if not found:
     for folder in esc50_noise_dirs:
       folder = pathlib.Path(folder).expanduser()
@@ -158,7 +158,8 @@ def esc50_noise(entry, records, data_root, esc50_noise_dirs, tested_targets) -> 
         f"noise {entry!r}: no ESC-50 clip of class {category} (target {target}) in "
         f"{data_root} nor in config.sweep.esc50_noise_dirs={list(esc50_noise_dirs)}; use the full "
         "ESC-50, or add a folder of ESC-50-named clips of that class (such as "
-        "../shared/data/noise/esc50) to config.sweep.esc50_noise_dirs")
+        "../shared/data/noise/esc50) to config.sweep.esc50_noise_dirs, or choose other noises "
+        "(config.sweep.noises)")
   return NoiseType(entry, recordings=tuple(found))
 
 

@@ -44,13 +44,15 @@ class Readout:
                         for row, valid in zip(self.indices, self.valid)]}
 
 
-def make_readout(model_labels, label_names, target_ids) -> Readout:
+def make_readout(model_labels, label_names, target_ids, label_map=None) -> Readout:
   """The readout of a head whose outputs are named ``model_labels`` for the tested classes.
 
   Args:
     model_labels: ``spec.labels``.
-    label_names: ESC-50 category names of the tested classes (``esc50.select_classes``).
-    target_ids: their ESC-50 targets.
+    label_names: names of the tested classes (``sources.select_classes``).
+    target_ids: their positions in the data's class list (ESC-50: the targets).
+    label_map: ``{label: AudioSet names}`` for an AudioSet head (``config.model.label_map``);
+      None: the built-in ESC-50 map.
 
   Raises:
     ConfigError: the head neither names every tested class nor is an AudioSet head.
@@ -62,7 +64,7 @@ def make_readout(model_labels, label_names, target_ids) -> Readout:
     return Readout("head", tuple(target_ids), tuple(label_names), indices,
                    np.ones_like(indices, bool))
   if model_labels == label_sets.audioset_labels():
-    indices, valid = zero_shot.index_table(label_names)
+    indices, valid = zero_shot.index_table(label_names, label_map)
     return Readout("zero-shot", tuple(target_ids), tuple(label_names), indices, valid)
   missing = [name for name in label_names if name not in position]
   raise ConfigError(

@@ -3,8 +3,10 @@
   run(config, workdir)   # what `launch.py` calls for the 'sweep' mode
 
 1. the model(s): ``config.model.checkpoint`` or the trained fold models (``jaxnoise.sweep.model``);
-2. the test clips of the configured classes and folds, decoded once at the model's rate (ESC-50's
-   5 s, mixed at that length; ``engine.model_input`` then fits them to the model as it expects);
+2. the test clips of the configured classes and folds, or the clips of
+   ``config.sweep.inference_root``, as records of ``jaxnoise.data.sources`` (any source), decoded
+   once at the model's rate and cut by ``config.data.clip_policy`` (noise is mixed at that length;
+   ``engine.model_input`` then fits them to the model as it expects);
 3. the noises by name (``jaxnoise.sweep.noises``);
 4. a ('clips', 'snrs') device mesh over every device of every host, and the compiled engine;
 5. one unit at a time (the clean pass, then each noise realisation), skipping units a previous,
@@ -14,6 +16,7 @@ import dataclasses
 import importlib.metadata
 import logging
 import math
+import pathlib
 import platform
 import time
 
@@ -22,7 +25,11 @@ import numpy as np
 
 from jaxnoise.config_checks import check_seed, check_sweep_config
 from jaxnoise.data import clips as clip_loading
-from jaxnoise.data import esc50
+from jaxnoise.data import label_map as label_map_lib
+from jaxnoise.data import labels as label_sets
+from jaxnoise.data import selection as data_selection
+from jaxnoise.data import sources as data_sources
+from jaxnoise.data import zero_shot
 from jaxnoise.errors import ConfigError
 from jaxnoise.models import cost
 from jaxnoise.runtime import distributed
@@ -53,22 +60,61 @@ def snr_batch_for(setting: int, platform: str, clips_per_device: int) -> int:
   return 0
 
 
-def test_records(config, root):
-  """``(all records, tested records, label_names, target_ids)`` for the configured classes and folds."""
-  every = esc50.load_metadata(root)
-  records, label_names, target_ids = esc50.select_classes(every, config.data.classes,
-                                                          config.data.dropped_class)
-  esc50.check_classes_present(every, target_ids, esc50.metadata_path(root))
-  folds = tuple(int(fold) for fold in config.sweep.folds) or esc50.folds_present(records)
-  unknown = [fold for fold in folds if fold not in esc50.FOLDS]
-  if unknown:
-    raise ConfigError(f"config.sweep.folds={tuple(config.sweep.folds)}: folds {unknown} are not "
-                      f"ESC-50 folds {esc50.FOLDS}")
-  tested = sorted((r for r in records if r.fold in folds), key=lambda r: (r.fold, r.filename))
+def test_records(config, clip_set):
+  """``(selection, tested records)`` for the configured classes and folds of ``clip_set``."""
+  chosen = data_selection.select(config, clip_set)
+  present = data_sources.folds_present(chosen.records)
+  folds = tuple(int(fold) for fold in config.sweep.folds) or present
+  tested = sorted((r for r in chosen.records if r.fold in folds),
+                  key=lambda r: (r.fold, data_sources.sort_key(r)))
   if not tested:
-    raise ConfigError(f"no clip of the classes {config.data.classes!r} in folds {folds} of {root} "
-                      f"(folds present: {esc50.folds_present(records)})")
-  return every, tested, label_names, target_ids
+    raise ConfigError(f"config.sweep.folds={folds}: no clip of the classes "
+                      f"{config.data.classes!r} there in {clip_set.where} (folds present: "
+                      f"{present})")
+  return chosen, tested
+
+
+def inference_set(config) -> data_sources.ClipSet:
+  """The clips of ``config.sweep.inference_root``, read by ``config.sweep.inference_source``
+  (default: detected from the layout, ``sources.detect_source``)."""
+  root = pathlib.Path(str(config.sweep.inference_root)).expanduser()
+  if not root.exists():
+    raise ConfigError(f"config.sweep.inference_root={str(root)!r} does not exist; give a folder "
+                      "of labelled clips (ESC-50 layout, a manifest CSV, UrbanSound8K or one "
+                      "folder per class)")
+  source = str(config.sweep.get("inference_source", "")) or data_sources.detect_source(root)
+  data_sources.check_source_name(source, "config.sweep.inference_source")
+  return data_sources.read_source(config.data, source, root)
+
+
+def inference_classes(inputs, models):
+  """``inputs`` deciding among the swept model's classes (the inference set's rule).
+
+  A head trained on named classes decides among all of them; an AudioSet head (zero-shot)
+  decides among the inference set's own labels. Clips of a label the model lacks are refused,
+  naming the labels and their clip counts: a model cannot be right about a class it cannot output.
+  """
+  labels = {tuple(swept.spec.labels) for swept in models}
+  if len(labels) != 1:
+    raise ConfigError(f"the swept models name different classes ({len(labels)} label sets); an "
+                      "inference set needs models of one label set")
+  labels = labels.pop()
+  if labels == label_sets.audioset_labels():
+    return inputs
+  clip_set = inputs.selection.clip_set
+  absent = sorted({r.category for r in inputs.tested} - set(labels))
+  if absent:
+    counts = {name: sum(r.category == name for r in inputs.tested) for name in absent}
+    raise ConfigError(f"config.sweep.inference_root: {sum(counts.values())} clip(s) of "
+                      f"{len(absent)} class(es) the model does not have: {counts}; the model's "
+                      f"classes are {list(labels[:8])}{', ...' if len(labels) > 8 else ''}; "
+                      "remove those clips or sweep a model trained on them")
+  classes = clip_set.classes + tuple(name for name in labels if name not in clip_set.classes)
+  target_ids = tuple(classes.index(name) for name in labels)
+  selection = dataclasses.replace(inputs.selection, label_names=tuple(labels),
+                                  target_ids=target_ids)
+  return dataclasses.replace(inputs, selection=selection, label_names=tuple(labels),
+                             target_ids=target_ids)
 
 
 @dataclasses.dataclass
@@ -79,8 +125,9 @@ class Group:
   prefix: str
 
 
-def unit_rows(model_name, records, unit, snrs, predicted, target_ids, sources):
-  """Tidy rows of one unit: ``predicted [clips, snrs]`` (positions in ``target_ids``)."""
+def unit_rows(model_name, records, unit, snrs, predicted, target_ids, label_names, sources):
+  """Tidy rows of one unit: ``predicted [clips, snrs]`` (positions in ``target_ids`` and
+  ``label_names``)."""
   rows = []
   for column, snr in enumerate(snrs):
     for record, guess, source in zip(records, predicted[:, column], sources):
@@ -89,7 +136,7 @@ def unit_rows(model_name, records, unit, snrs, predicted, target_ids, sources):
           "model": model_name, "noise": unit.name, "realisation": unit.realisation,
           "snr_db": store.format_snr(snr), "fold": record.fold, "file": record.filename,
           "target": record.target, "target_name": record.category,
-          "predicted": predicted_target, "predicted_name": esc50.CLASS_NAMES[predicted_target],
+          "predicted": predicted_target, "predicted_name": label_names[int(guess)],
           "noise_source": source})
   return rows
 
@@ -107,32 +154,48 @@ def versions() -> dict:
 @dataclasses.dataclass
 class Inputs:
   """What a sweep (and its report) reads besides the model."""
-  root: object
-  every: list          # all records of the ESC-50 copy
+  selection: data_selection.Selection  # the clips of the chosen classes and the skipped files
   tested: list         # the test clips, sorted by (fold, file name)
-  label_names: tuple
-  target_ids: tuple
+  label_names: tuple   # the classes decided among
+  target_ids: tuple    # their positions in the source's class list
   noise_types: list
+  inference: bool = False  # tested clips are config.sweep.inference_root's, whatever the folds
+  label_map: dict | None = None  # config.model.label_map for AudioSet heads (None: ESC-50's)
 
 
 def resolve_inputs(config) -> Inputs:
   """The data and noises of ``config`` (no audio decoded yet)."""
-  root = esc50.find_dataset(config.data.root, config.data.cache_dir,
-                            download=bool(config.data.get("download", True)))
-  every, tested, label_names, target_ids = test_records(config, root)
+  if config.sweep.get("inference_root", ""):
+    # The model's classes are settled once it is loaded (inference_classes); until then every
+    # class of the set is tested, so that every clip is screened and looked up.
+    clip_set = inference_set(config)
+    chosen = data_selection.select(config, clip_set,
+                                   classes=sorted({c.category for c in clip_set.clips}))
+    tested, inference = sorted(chosen.records, key=data_sources.sort_key), True
+  else:
+    chosen, tested = test_records(config, data_sources.read_source(config.data))
+    inference = False
   noise_entries = tuple(config.sweep.noises) + tuple(config.sweep.noise_paths)
   noise_types = noise_lib.parse_noises(
-      noise_entries, records=every, data_root=root,
-      esc50_noise_dirs=tuple(config.sweep.esc50_noise_dirs), tested_targets=target_ids,
+      noise_entries, records=chosen.clip_set.clips, data_root=chosen.clip_set.where,
+      esc50_noise_dirs=tuple(config.sweep.esc50_noise_dirs), tested_classes=chosen.label_names,
       colored_generator=config.sweep.colored_generator)
-  return Inputs(root, every, tested, label_names, target_ids, noise_types)
+  label_map = None
+  if config.model.get("label_map", ""):
+    label_map = label_map_lib.load(config.model.label_map)
+    for name in chosen.label_names:  # the error of a missing label before any work
+      zero_shot.audioset_indices(name, label_map)
+  return Inputs(chosen, tested, chosen.label_names, chosen.target_ids, noise_types, inference,
+                label_map)
 
 
-def make_groups(models, tested) -> list[Group]:
-  """Each model with the test clips it may classify (its own fold for a trained fold model)."""
+def make_groups(models, tested, *, own_folds: bool = True) -> list[Group]:
+  """Each model with the test clips it may classify (its own fold for a trained fold model,
+  unless ``own_folds`` is False: an inference set is new to every model)."""
   groups = []
   for swept in models:
-    records = [r for r in tested if swept.folds is None or r.fold in swept.folds]
+    records = [r for r in tested
+               if swept.folds is None or not own_folds or r.fold in swept.folds]
     if records:
       prefix = "all" if swept.folds is None else "fold" + "-".join(map(str, swept.folds))
       groups.append(Group(swept, records, prefix))
@@ -172,23 +235,25 @@ def sweep_group(config, group, units, done, inputs, mesh, snrs, unit_store,
   ``progress`` advances by every chunk of clip x SNR mixes computed.
   """
   spec = dataclasses.replace(group.model.spec, precision=str(config.sweep.precision))
-  readout = readout_lib.make_readout(spec.labels, inputs.label_names, inputs.target_ids)
+  readout = readout_lib.make_readout(spec.labels, inputs.label_names, inputs.target_ids,
+                                     inputs.label_map)
   identifiers = [f"{group.prefix}-{unit.identifier}" for unit in units]
   if done.all():
     logging.info("%s: every unit already done", group.model.name)
     return []
   load_started = time.time()
-  clips = clip_loading.load_clips(group.records, inputs.root, spec.sample_rate,
-                                  int(round(spec.sample_rate * esc50.CLIP_SECONDS)),
-                                  config.data.cache_dir or None,
-                                  convert=bool(config.data.convert_audio))
+  policy = config.data.get("clip_policy", "first")
+  clips = clip_loading.load_set([r.path for r in group.records], spec, policy,
+                                config.data.cache_dir or None,
+                                convert=bool(config.data.convert_audio))
   clip_devices = mesh.shape[sharding.CLIP_AXIS]
   chunk = distributed.round_up(min(int(config.sweep.chunk_clips), len(group.records)), clip_devices)
   snr_batch = snr_batch_for(int(config.sweep.snr_batch), jax.devices()[0].platform,
                             chunk // clip_devices)
   engine = engine_lib.SweepEngine(spec, readout, group.model.variables, clips, mesh,
                                   chunk_clips=chunk, snr_batch=snr_batch,
-                                  with_logits=bool(config.sweep.save_logits))
+                                  with_logits=bool(config.sweep.save_logits),
+                                  window_samples=spec.clip_samples if policy == "windows" else 0)
   maker = noise_lib.NoiseMaker(engine, [r.filename for r in group.records], int(config.seed),
                                bool(config.sweep.fresh_noise_per_clip))
   logging.info("%s: %d clips at %d Hz on a %s mesh (%d process(es)), %d clips per call, %s SNRs "
@@ -219,7 +284,7 @@ def sweep_group(config, group, units, done, inputs, mesh, snrs, unit_store,
         sources[index] = SILENT_CLIP_SOURCE
     rows = unit_rows(group.model.name, group.records, unit,
                      (None,) if unit.noise is None else snrs, predicted, inputs.target_ids,
-                     sources)
+                     inputs.label_names, sources)
     if distributed.is_writer():
       unit_store.save(identifier, rows, logits)
     timings.append({"unit": identifier, "seconds": seconds, "mixes": int(predicted.size)})
@@ -253,13 +318,20 @@ def run(config, workdir) -> dict:
   distributed.initialize(config.distributed)
   inputs = resolve_inputs(config)
   units = noise_lib.make_units(inputs.noise_types, int(config.sweep.realisations))
-  groups = make_groups(model_lib.load_models(config, workdir), inputs.tested)
+  models = model_lib.load_models(config, workdir)
+  if inputs.inference:
+    inputs = inference_classes(inputs, models)
+  groups = make_groups(models, inputs.tested, own_folds=not inputs.inference)
+  for group in groups:  # a tested class that no output scores stops the sweep before any work
+    readout_lib.make_readout(group.model.spec.labels, inputs.label_names, inputs.target_ids,
+                             inputs.label_map)
   mesh = sharding.make_mesh(len(snrs), int(config.sweep.snr_devices),
                             int(config.sweep.chunk_clips))
   fingerprint = {
       "models": [{"name": g.model.name, "folds": g.model.folds,
                   "variables_sha256": g.model.provenance["variables_sha256"]} for g in groups],
       "clips": [r.filename for r in inputs.tested], "target_ids": list(inputs.target_ids),
+      "clip_policy": str(config.data.get("clip_policy", "first")),
       "noises": [noise.describe() for noise in inputs.noise_types], "snrs": list(snrs),
       "realisations": int(config.sweep.realisations),
       "fresh_noise_per_clip": bool(config.sweep.fresh_noise_per_clip), "seed": int(config.seed),
@@ -285,7 +357,8 @@ def run(config, workdir) -> dict:
       "models": [dict(g.model.provenance, name=g.model.name, arch=g.model.spec.arch,
                       folds=g.model.folds) for g in groups],
       "readout": {g.model.name: readout_lib.make_readout(
-          g.model.spec.labels, inputs.label_names, inputs.target_ids).describe() for g in groups},
+          g.model.spec.labels, inputs.label_names, inputs.target_ids, inputs.label_map).describe()
+                  for g in groups},
       "precision": str(config.sweep.precision),
       "seeds": {"seed": int(config.seed), **SEED_DERIVATION},
       "noises": [noise.describe() for noise in inputs.noise_types],
@@ -293,11 +366,13 @@ def run(config, workdir) -> dict:
       "devices": {"count": jax.device_count(), "processes": jax.process_count(),
                   "mesh": dict(mesh.shape), "platform": jax.devices()[0].platform},
       "timing": {"seconds": summary["seconds"], "units_computed": timings},
-      "data_root": str(inputs.root), "clips": len(inputs.tested),
+      "data_root": inputs.selection.clip_set.where, "clips": len(inputs.tested),
+      "data": inputs.selection.describe(), "skipped_files": inputs.selection.skipped,
       "silent_clips": {g.model.name: sorted({row["file"] for row in rows
                                              if row["model"] == g.model.name
                                              and row["noise_source"] == SILENT_CLIP_SOURCE})
                        for g in groups}}
+  data_selection.write_data_record(workdir, inputs.selection)
   store.write_tables(workdir, rows, accuracy.accuracy_table(store.to_columns(rows)), metadata)
   logging.info("wrote %s, %s and %s in %s (%.1f s)", store.RESULTS_FILE, store.ACCURACY_FILE,
                store.RUN_FILE, workdir, summary["seconds"])

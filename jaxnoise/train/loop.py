@@ -19,6 +19,8 @@ Layout of ``workdir``::
   fold{k}/result.json      the fold's accuracy; a fold with this file is not trained again
   fold{k}/run_settings.json what determines the result; another run refuses to take the fold over
   accuracy_per_fold.csv|md the study's "accuracy per fold" table with the mean
+  folds.csv                the split used: every clip of the source with its fold and recording
+  data.json                the source, classes and the unreadable files skipped (skip_bad_files)
 """
 import dataclasses
 import json
@@ -34,13 +36,14 @@ import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from jaxnoise import config_checks
-from jaxnoise.data import esc50
+from jaxnoise.data import sources
+from jaxnoise.data.selection import select as select_records, write_data_record
 from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import store
 from jaxnoise.runtime import distributed, files
 from jaxnoise.runtime import progress as progress_lib
 from jaxnoise.train import curves, optim
-from jaxnoise.train.prepare import Dataset, build_model, load_dataset, select_records, with_labels
+from jaxnoise.train.prepare import Dataset, build_model, load_dataset, with_labels
 from jaxnoise.train.steps import (Placement, augmentation_flags, evaluate, make_eval_step,
                                   make_placement, make_train_step)
 
@@ -324,14 +327,18 @@ def train(config, workdir, *, spec=None, devices=None,
   distributed.initialize(config.distributed)
   placement = make_placement(devices)
   seed = int(config.seed)
-  root, records, label_names, target_ids = select_records(config)
+  selection = select_records(config)
   if spec is None:
-    spec, initial_variables, provenance = build_model(config, label_names, jax.random.key(seed))
+    spec, initial_variables, provenance = build_model(config, selection.label_names,
+                                                      jax.random.key(seed))
   else:
-    spec, initial_variables, provenance = with_labels(spec, label_names), None, {"init": "random"}
+    spec, initial_variables, provenance = (with_labels(spec, selection.label_names), None,
+                                           {"init": "random"})
   spec = dataclasses.replace(spec, precision=str(config.train.precision))
-  data = load_dataset(config, spec, root, records, label_names, target_ids)
-  present = esc50.folds_present(data.records)
+  data = load_dataset(config, spec, selection)
+  if distributed.is_writer():  # once every clip decoded: a run stopped by a bad file writes nothing
+    write_data_record(workdir, selection)
+  present = sources.folds_present(data.records)
   results = {}
   for fold in tuple(config.data.test_folds):
     fold = int(fold)

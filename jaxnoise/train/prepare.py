@@ -16,8 +16,8 @@ import numpy as np
 from flax import traverse_util
 
 from jaxnoise.data import clips as clip_loading
-from jaxnoise.data import esc50
-from jaxnoise.errors import ConfigError, JaxnoiseError
+from jaxnoise.data import sources
+from jaxnoise.errors import ConfigError
 from jaxnoise.models import registry, store
 from jaxnoise.runtime import checkpoints
 
@@ -25,41 +25,29 @@ from jaxnoise.runtime import checkpoints
 @dataclasses.dataclass
 class Dataset:
   """All clips of the selected classes, decoded once at the model's rate."""
-  records: list
+  records: list           # sources.Clip
   waveforms: np.ndarray   # [clips, samples] float32
   labels: np.ndarray      # [clips] int32 model labels
   label_names: tuple
   target_ids: tuple
 
 
-def select_records(config):
-  """``(root, records, label_names, target_ids)`` of ``config.data`` (no audio is read)."""
-  root = esc50.find_dataset(config.data.root, config.data.cache_dir,
-                            download=bool(config.data.get("download", True)))
-  every = esc50.load_metadata(root)
-  records, label_names, target_ids = esc50.select_classes(every, config.data.classes,
-                                                          config.data.dropped_class)
-  if not records:
-    raise JaxnoiseError(f"{esc50.metadata_path(root)} has no clip of the classes "
-                        f"{config.data.classes!r} ({', '.join(label_names)})")
-  esc50.check_classes_present(every, target_ids, esc50.metadata_path(root))
-  return root, records, label_names, target_ids
-
-
-def load_dataset(config, spec, root, records, label_names, target_ids) -> Dataset:
-  """Every clip at the spec's rate and ESC-50's 5 s, then fitted to the model as every stage does
-  (``spec.fit_file``: padded to a longer clip length, or left to a frontend that repeats it)."""
-  esc_length = int(round(spec.sample_rate * esc50.CLIP_SECONDS))
+def load_dataset(config, spec, selection) -> Dataset:
+  """Every clip of ``selection`` (``jaxnoise.data.selection.select``) at the spec's rate, by ``config.data.clip_policy``, then fitted to the
+  model as every stage does (``spec.fit_file``: padded to a longer clip length, or left to a
+  frontend that repeats it)."""
   started = time.time()
-  waveforms = clip_loading.load_clips(records, root, spec.sample_rate, esc_length,
-                                      config.data.cache_dir or None,
-                                      convert=bool(config.data.convert_audio))
+  records = selection.records
+  waveforms = clip_loading.load_set([r.path for r in records], spec,
+                                    config.data.get("clip_policy", "first"),
+                                    config.data.cache_dir or None,
+                                    convert=bool(config.data.convert_audio))
   logging.info("loaded %d clips at %d Hz in %.1f s", len(records), spec.sample_rate,
                time.time() - started)
-  if waveforms.shape[1] != spec.clip_samples:
+  if waveforms.shape[1] < spec.clip_samples:
     waveforms = np.stack([spec.fit_file(waveform) for waveform in waveforms])
-  return Dataset(records, waveforms, esc50.label_indices(records, target_ids), tuple(label_names),
-                 tuple(target_ids))
+  return Dataset(records, waveforms, sources.label_indices(records, selection.target_ids),
+                 selection.label_names, selection.target_ids)
 
 
 def with_labels(spec, label_names):
