@@ -1,4 +1,4 @@
-"""Training-step speed per model family: clips per second, compile time, FLOP/s against a matmul peak.
+"""Training-step speed per model family: clips/s, compile time, FLOP/s against a matmul peak.
 
 For each model (random weights of the published shapes: speed does not depend on the values) at its
 config's batch size (mn04: 32, the fine-tuning of the issue; the others: configs/*.py's 64) or
