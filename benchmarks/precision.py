@@ -45,12 +45,12 @@ def sweep_decisions(config, noise: str) -> dict:
   unit = noise_lib.Unit(noise_lib.NoiseType(noise, color=noise))
   results = {}
   for name in precision_lib.PRECISIONS:
+    snr_batch = sweep_run.snr_batch_for(-1, jax.devices()[0].platform,
+                                        int(config.sweep.chunk_clips))
     engine = engine_lib.SweepEngine(dataclasses.replace(spec, precision=name), readout,
                                     swept.variables, clips, mesh,
                                     chunk_clips=int(config.sweep.chunk_clips),
-                                    snr_batch=sweep_run.snr_batch_for(-1, jax.devices()[0].platform,
-                                                                      int(config.sweep.chunk_clips)),
-                                    with_logits=True)
+                                    snr_batch=snr_batch, with_logits=True)
     maker = noise_lib.NoiseMaker(engine, [r.filename for r in inputs.tested], int(config.seed),
                                  False)
     noise_for_chunk, per_clip = maker.for_unit(unit)

@@ -1,4 +1,4 @@
-"""Training-step speed per model family: clips per second, compile time, FLOP/s against a matmul peak.
+"""Training-step speed per model family: clips/s, compile time, FLOP/s against a matmul peak.
 
 For each model (random weights of the published shapes: speed does not depend on the values) at its
 config's batch size (mn04: 32, the fine-tuning of the issue; the others: configs/*.py's 64) or
@@ -25,6 +25,7 @@ same layers (convolution, normalisation, activation) written here.
 import argparse
 import contextlib
 import dataclasses
+import io
 import pathlib
 import sys
 import time
@@ -134,7 +135,8 @@ def torch_step(efficientat: pathlib.Path, width: float, clips, labels):
     conv_norm_activation_shim()
   with contextlib.chdir(efficientat):  # upstream reads its label table relative to its root
     from models.mn.model import get_model  # pylint: disable=import-outside-toplevel
-  model = get_model(num_classes=len(ESC19_NAMES), width_mult=width)
+  with contextlib.redirect_stdout(io.StringIO()):  # upstream prints the whole network
+    model = get_model(num_classes=len(ESC19_NAMES), width_mult=width)
   optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
   waveforms, targets = torch.from_numpy(clips), torch.from_numpy(labels).long()
   preemphasis = torch.as_tensor([[[-0.97, 1.0]]])

@@ -1,4 +1,4 @@
-"""jaxnoise.runtime: the progress line, the persistent compilation cache, and the import layering."""
+"""jaxnoise.runtime: the progress line, the persistent compilation cache, the import layering."""
 import ast
 import io
 import logging

@@ -1,4 +1,4 @@
-"""How a network's arithmetic is carried out: ``config.sweep.precision`` / ``config.train.precision``.
+"""How a network computes: ``config.sweep.precision`` and ``config.train.precision``.
 
   highest   float32 inputs, weights and results, matmuls and convolutions at full float32 precision
             on every backend (what a CPU does anyway): logits match the golden vectors.

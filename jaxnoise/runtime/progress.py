@@ -1,8 +1,8 @@
 """One progress line for a long loop: done / total, rate, ETA.
 
-On a terminal the line is redrawn in place (a bar, at most every ``tty_interval`` seconds); otherwise
-it is a plain log record at most every ``log_interval`` seconds (and at the end), so logs written to
-a file stay one parseable record per line::
+On a terminal the line is redrawn in place (a bar, at most every ``tty_interval`` seconds);
+otherwise it is a plain log record at most every ``log_interval`` seconds (and at the end), so
+logs written to a file stay one parseable record per line::
 
   12:00:05 INFO sweep 1040/20410 (5%), all pink, 52.1 mixes/s, ETA 0:06:12
 

@@ -214,7 +214,7 @@ def log_work(groups, units, done, inputs, snrs, precision: str) -> int:
   """Logs the grid about to be swept and its FLOPs (XLA's cost analysis of each model on one
   clip, lowered only); returns the clip x SNR mixes still to compute."""
   noises = len(inputs.noise_types)
-  total = sum(unit_mixes(g, u, snrs) for g, flags in zip(groups, done) for u in units)
+  total = sum(unit_mixes(g, u, snrs) for g in groups for u in units)
   remaining = sum(unit_mixes(g, u, snrs) for g, flags in zip(groups, done)
                   for u, finished in zip(units, flags) if not finished)
   flops = sum(cost.clip_flops(g.model.spec, g.model.variables, compiled=False)[0]
@@ -247,7 +247,8 @@ def sweep_group(config, group, units, done, inputs, mesh, snrs, unit_store,
                                 config.data.cache_dir or None,
                                 convert=bool(config.data.convert_audio))
   clip_devices = mesh.shape[sharding.CLIP_AXIS]
-  chunk = distributed.round_up(min(int(config.sweep.chunk_clips), len(group.records)), clip_devices)
+  chunk = distributed.round_up(min(int(config.sweep.chunk_clips), len(group.records)),
+                               clip_devices)
   snr_batch = snr_batch_for(int(config.sweep.snr_batch), jax.devices()[0].platform,
                             chunk // clip_devices)
   engine = engine_lib.SweepEngine(spec, readout, group.model.variables, clips, mesh,
