@@ -32,6 +32,10 @@ def get_config():
   config.data.test_folds = (1, 2, 3, 4, 5)  # one rotation per test fold present in the data
   config.data.convert_audio = True        # stereo / other rates are converted, not rejected
   config.data.download = True             # fetch the official archive into cache_dir if no root
+  # 0: the dataset's own folds; k >= 2: a seeded re-split into k folds keeping clips of one source
+  # recording (ESC-50's src_file) together (jaxnoise.data.splits), written to <workdir>/folds.csv.
+  config.data.split_folds = 0
+  config.data.split_seed = 0
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 64            # global: split over all devices
@@ -63,6 +67,19 @@ def get_config():
   config.train.keep_checkpoints = 2
   config.train.log_every = 50
   config.train.eval_every = 0             # test-fold accuracy every N steps (0: at the end only)
+  # Noise augmentation inside the jitted step (jaxnoise/train/noise_augment.py): with probability
+  # `probability` per clip and step, a noise of the pool at an in-band SNR ~ U(snr_low, snr_high)
+  # dB, mixed exactly as the sweep mixes. `noises` takes the names of config.sweep.noises; the
+  # default pool, three colors drawn fresh per clip and step, shares no recording with the default
+  # sweep noises. A recording the sweep also tests with is refused unless allow_overlap.
+  config.train.noise_augment = ml_collections.ConfigDict()
+  config.train.noise_augment.enabled = False
+  config.train.noise_augment.probability = 0.5
+  config.train.noise_augment.snr_low = -10.0
+  config.train.noise_augment.snr_high = 20.0
+  config.train.noise_augment.noises = ("white", "pink", "brown")
+  config.train.noise_augment.weights = ()   # one per resolved noise; () = equal
+  config.train.noise_augment.allow_overlap = False
 
   config.sweep = ml_collections.ConfigDict()
   config.sweep.noises = COLORED_NOISES + ("esc50:dog", "esc50:rain", "esc50:car_horn",
@@ -90,6 +107,9 @@ def get_config():
   config.report.spectrogram_snr = 10
   # Other runs' workdirs whose accuracy.csv is plotted beside this one (all models on one plot).
   config.report.compare_workdirs = ()
+  # With compare_workdirs: the model the robustness gain table is computed against; '' = the model
+  # of the first compare workdir.
+  config.report.baseline_model = ""
 
   config.distributed = ml_collections.ConfigDict()
   config.distributed.initialize = False   # jax.distributed.initialize() for multi-host runs

@@ -60,8 +60,34 @@ def check_model_config(model_config):
 
 
 def check_data_config(data_config):
-  """The class subset names ESC-50 classes (whether the data holds them is checked on loading)."""
+  """The class subset names ESC-50 classes (whether the data holds them is checked on loading);
+  a re-split asks for 0 (the data's own folds) or 2..5 folds (ESC-50's fold numbers)."""
   esc50.class_targets(data_config.classes, data_config.dropped_class)
+  folds = integer(data_config.get("split_folds", 0), "config.data.split_folds", 0)
+  if folds == 1 or folds > len(esc50.FOLDS):
+    raise ConfigError(f"config.data.split_folds={folds}: expected 0 (the dataset's own folds) or "
+                      f"2..{len(esc50.FOLDS)} folds to re-split into")
+  integer(data_config.get("split_seed", 0), "config.data.split_seed", 0)
+
+
+def check_noise_augment_config(settings):
+  """``config.train.noise_augment``: probability in [0, 1], snr_low <= snr_high, a pool."""
+  key = "config.train.noise_augment"
+  probability = real(settings.probability, f"{key}.probability", 0.0)
+  if probability > 1:
+    raise ConfigError(f"{key}.probability must lie in [0, 1] (chance per clip and step), got "
+                      f"{settings.probability!r}")
+  low = real(settings.snr_low, f"{key}.snr_low", -math.inf)
+  high = real(settings.snr_high, f"{key}.snr_high", -math.inf)
+  if low > high:
+    raise ConfigError(f"{key}.snr_low={settings.snr_low!r} dB is above {key}.snr_high="
+                      f"{settings.snr_high!r} dB; expected snr_low <= snr_high")
+  if isinstance(settings.noises, str) or not tuple(settings.noises):
+    raise ConfigError(f"{key}.noises={settings.noises!r}: expected a non-empty sequence of noise "
+                      "names (white, pink, brown, blue, violet, esc50:<class>, NAME=PATH, a file "
+                      "or folder)")
+  for weight in tuple(settings.weights):
+    real(weight, f"{key}.weights (each)", 0.0)
 
 
 def check_train_config(train_config):
@@ -84,6 +110,8 @@ def check_train_config(train_config):
   optim.optimizer(train_config, schedule)
   for index in range(max(len(tuple(train_config.augment_cycle)), 1)):
     steps.augmentation_flags(train_config, index)
+  if train_config.get("noise_augment") is not None and train_config.noise_augment.enabled:
+    check_noise_augment_config(train_config.noise_augment)
 
 
 def check_test_folds(data_config) -> tuple[int, ...]:
@@ -163,8 +191,10 @@ def check_config(config, modes, workdir=None) -> None:
   # The inputs: the same look-ups the stages make first (metadata, classes, noise files). Imported
   # here: those stage modules import this one.
   if "train" in modes:
-    from jaxnoise.train import prepare  # pylint: disable=import-outside-toplevel
+    from jaxnoise.train import noise_augment, prepare  # pylint: disable=import-outside-toplevel
     prepare.select_records(config)
+    if noise_augment.enabled(config.train):
+      noise_augment.resolve_pool(config)  # names, files and the leakage check
   if "sweep" in modes:
     from jaxnoise.sweep import run as sweep_run  # pylint: disable=import-outside-toplevel
     sweep_run.resolve_inputs(config)

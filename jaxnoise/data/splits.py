@@ -6,6 +6,7 @@ Clips cut from one recording must not sit on both sides of a split: their near-i
 would leak the test fold into training, as ESC-50's own folds are built to avoid (its
 ``src_file`` column).
 """
+import dataclasses
 from typing import Hashable, Sequence
 
 import numpy as np
@@ -75,3 +76,29 @@ def assign_folds(labels: Sequence[Hashable], groups: Sequence[Hashable], num_fol
       total_count[fold] += size
       folds[members[group]] = fold + 1
   return folds
+
+
+FOLDS_FILE = "folds.csv"
+
+
+def resplit_records(records, data_config) -> list:
+  """ESC-50 ``records`` with the folds of ``config.data.split_folds`` (0: their own folds).
+
+  k >= 2 re-splits every record into k folds with ``assign_folds``, stratified by target and keeping
+  the clips of one ``src_file`` together, seeded by ``config.data.split_seed``. The split depends on
+  the whole metadata only, so training and sweep (and any class subset) see the same folds.
+  """
+  num_folds = int(data_config.get("split_folds", 0) or 0)
+  if not num_folds:
+    return list(records)
+  folds = assign_folds([r.target for r in records], [r.src_file for r in records], num_folds,
+                       int(data_config.get("split_seed", 0)))
+  return [dataclasses.replace(record, fold=int(fold)) for record, fold in zip(records, folds)]
+
+
+def write_folds(path, records) -> None:
+  """The split used, one row per clip: ``filename, fold, target, src_file``."""
+  from jaxnoise.sweep import store  # pylint: disable=import-outside-toplevel
+  rows = [{"filename": r.filename, "fold": r.fold, "target": r.target, "src_file": r.src_file}
+          for r in sorted(records, key=lambda r: (r.fold, r.filename))]
+  store.atomic_write_csv(path, ("filename", "fold", "target", "src_file"), rows)

@@ -22,7 +22,7 @@ import numpy as np
 
 from jaxnoise.config_checks import check_seed, check_sweep_config
 from jaxnoise.data import clips as clip_loading
-from jaxnoise.data import esc50
+from jaxnoise.data import esc50, splits
 from jaxnoise.errors import ConfigError
 from jaxnoise.report import metrics
 from jaxnoise.sweep import engine as engine_lib
@@ -52,7 +52,7 @@ def snr_batch_for(setting: int, platform: str, clips_per_device: int) -> int:
 
 def test_records(config, root):
   """``(all records, tested records, label_names, target_ids)`` for the configured classes and folds."""
-  every = esc50.load_metadata(root)
+  every = splits.resplit_records(esc50.load_metadata(root), config.data)
   records, label_names, target_ids = esc50.select_classes(every, config.data.classes,
                                                           config.data.dropped_class)
   esc50.check_classes_present(every, target_ids, esc50.metadata_path(root))

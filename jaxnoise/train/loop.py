@@ -34,12 +34,12 @@ import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from jaxnoise import config_checks
-from jaxnoise.data import esc50
+from jaxnoise.data import esc50, splits
 from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import store
 from jaxnoise.sweep import sharding
 from jaxnoise.sweep import store as files
-from jaxnoise.train import curves, optim
+from jaxnoise.train import curves, noise_augment, optim
 from jaxnoise.train.prepare import Dataset, build_model, load_dataset, select_records, with_labels
 from jaxnoise.train.steps import (Placement, augmentation_flags, evaluate, make_eval_step,
                                   make_placement, make_train_step)
@@ -145,8 +145,11 @@ def _check_same_run(fold_dir: pathlib.Path, config):
 
 def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset, fold: int,
                fold_dir: pathlib.Path, placement: Placement,
-               step_callback: Optional[Callable] = None) -> dict:
-  """Trains on every fold but ``fold``, scores ``fold``, saves the model; returns its result."""
+               step_callback: Optional[Callable] = None, noise=None) -> dict:
+  """Trains on every fold but ``fold``, scores ``fold``, saves the model; returns its result.
+
+  ``noise``: ``(augmenter, host bank, description)`` of ``config.train.noise_augment`` or None.
+  """
   _check_same_run(fold_dir, config)
   result_file = fold_dir / "result.json"
   if result_file.is_file() and (fold_dir / "model" / store.CONFIG_FILE).is_file():
@@ -198,7 +201,8 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
       logging.info("fold %d: resumed from the checkpoint at step %d", fold, start)
     rows = {int(r["step"]): r for r in curves.read_curve(fold_dir / "curves.csv")
             if r["step"] <= start}
-    train_step = make_train_step(spec, tx, schedule, train_config, placement)
+    augmenter, noise_bank = (noise[0], placement.replicate(noise[1])) if noise else (None, None)
+    train_step = make_train_step(spec, tx, schedule, train_config, placement, augmenter)
     eval_step = make_eval_step(spec)
     log_every = max(int(train_config.log_every), 1)
     eval_every = int(train_config.get("eval_every", 0) or 0)
@@ -215,7 +219,8 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
       state, metrics = train_step(state,
                                   placement.shard_batch(data.waveforms[train_index[index]]),
                                   placement.shard_batch(train_labels[index]),
-                                  jax.random.fold_in(train_key, step), use_mask, use_mixup)
+                                  jax.random.fold_in(train_key, step), use_mask, use_mixup,
+                                  noise_bank)
       pending.append(metrics)
       done = step + 1
       if done % log_every == 0 or done == steps:
@@ -270,7 +275,7 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
   store.save_model(fold_dir / "model", spec, final_variables, source={
       **provenance, "trained_on": "ESC-50", "test_fold": fold, "train_folds": train_folds,
       "esc50_targets": list(data.target_ids), "steps": steps, "seed": seed,
-      "random_draws": RANDOM_DRAWS})
+      "random_draws": RANDOM_DRAWS, **({"noise_augment": noise[2]} if noise else {})})
   # Written last and atomically: its presence marks the fold as finished.
   files.atomic_write_text(result_file, json.dumps(result, indent=2))
   return result
@@ -330,6 +335,16 @@ def train(config, workdir, *, spec=None, devices=None,
   else:
     spec, initial_variables, provenance = with_labels(spec, label_names), None, {"init": "random"}
   data = load_dataset(config, spec, root, records, label_names, target_ids)
+  if int(config.data.get("split_folds", 0) or 0) and sharding.is_writer():
+    splits.write_folds(workdir / splits.FOLDS_FILE, data.records)
+  noise = None
+  if noise_augment.enabled(config.train):
+    pool = noise_augment.resolve_pool(config, root)
+    augmenter = noise_augment.make_augmenter(config.train, spec, pool)
+    noise = (augmenter, noise_augment.make_bank(augmenter, pool),
+             noise_augment.describe(augmenter, pool))
+    logging.info("noise augmentation: p=%g, SNR U(%g, %g) dB, noises %s", augmenter.probability,
+                 augmenter.snr_low, augmenter.snr_high, ", ".join(augmenter.names))
   present = esc50.folds_present(data.records)
   results = {}
   for fold in tuple(config.data.test_folds):
@@ -338,7 +353,7 @@ def train(config, workdir, *, spec=None, devices=None,
       logging.info("test fold %d: no clip of the selected classes in the data; skipped", fold)
       continue
     results[fold] = train_fold(config, spec, initial_variables, provenance, data, fold,
-                               workdir / f"fold{fold}", placement, step_callback)
+                               workdir / f"fold{fold}", placement, step_callback, noise)
   if not results:
     raise JaxnoiseError(f"none of the test folds {tuple(config.data.test_folds)} has clips of the "
                         f"selected classes; folds present: {present}")

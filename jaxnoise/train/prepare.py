@@ -16,7 +16,7 @@ import numpy as np
 from flax import traverse_util
 
 from jaxnoise.data import clips as clip_loading
-from jaxnoise.data import esc50
+from jaxnoise.data import esc50, splits
 from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import registry, store
 
@@ -35,7 +35,7 @@ def select_records(config):
   """``(root, records, label_names, target_ids)`` of ``config.data`` (no audio is read)."""
   root = esc50.find_dataset(config.data.root, config.data.cache_dir,
                             download=bool(config.data.get("download", True)))
-  every = esc50.load_metadata(root)
+  every = splits.resplit_records(esc50.load_metadata(root), config.data)
   records, label_names, target_ids = esc50.select_classes(every, config.data.classes,
                                                           config.data.dropped_class)
   if not records:
