@@ -42,6 +42,26 @@ def read_runs(workdir, compare_workdirs):
   return accuracy_rows, columns, own_models
 
 
+def gain_baseline(report_config, accuracy_rows):
+  """The model the robustness gain table is computed against, or None without compared runs:
+  ``config.report.baseline_model``, else the one model of the first compared workdir."""
+  compare = tuple(report_config.compare_workdirs)
+  if not compare:
+    return None
+  models = sorted({row["model"] for row in accuracy_rows})
+  chosen = str(report_config.get("baseline_model", "") or "")
+  if not chosen:
+    first = sorted({row["model"] for row in store.read_accuracy(compare[0])})
+    if len(first) != 1:
+      raise ConfigError(f"{compare[0]} holds the models {first}; name the baseline of the gain "
+                        "table with config.report.baseline_model")
+    chosen = first[0]
+  if chosen not in models:
+    raise ConfigError(f"config.report.baseline_model={chosen!r} is none of the compared models "
+                      f"{models}")
+  return chosen
+
+
 def nearest_snr(wanted: float, available) -> str:
   """The grid SNR (as its cell text) closest to ``wanted``."""
   return min(available, key=lambda text: (abs(float(text) - wanted), float(text)))
@@ -151,6 +171,8 @@ def write_report(config, workdir) -> dict:
   snr_columns = sorted({key for row in robustness for key in row if key.startswith("collapse_at")},
                        key=lambda key: float(key[len("collapse_at_"):-2]))
   robustness_columns = list(tables.ROBUSTNESS_COLUMNS) + snr_columns
+  baseline = gain_baseline(config.report, accuracy_rows)
+  gains = [] if baseline is None else metrics.gain_table(robustness, baseline)
   pivot = tables.accuracy_pivot(accuracy_rows)
   complexity = [tables.complexity_row(name, swept.spec, swept.variables)
                 for name, swept in models.items()]
@@ -161,6 +183,11 @@ def write_report(config, workdir) -> dict:
   store.atomic_write_csv(table_files["complexity"], tables.COMPLEXITY_COLUMNS, complexity)
   store.atomic_write_csv(table_files["noise_power"], tables.NOISE_POWER_COLUMNS, noise_power)
   store.atomic_write_csv(table_files["accuracy_by_snr"], *pivot)
+  gain_sections = []
+  if baseline is not None:
+    table_files["robustness_gain"] = out_dir / "robustness_gain.csv"
+    store.atomic_write_csv(table_files["robustness_gain"], metrics.GAIN_COLUMNS, gains)
+    written["gain"] = plots.plot_gain(accuracy_rows, baseline, out_dir / "robustness_gain.png")
   confusions, spectrograms = [], []
   spectrogram_file = inputs.tested[0].filename
   for name in own_models:
@@ -184,12 +211,19 @@ def write_report(config, workdir) -> dict:
   robustness_text = ("area: mean accuracy over the SNR range (trapezoid); half-accuracy SNR: where "
                      "accuracy falls to half of clean (interpolated); collapse: share of predictions"
                      " on the most predicted class at an SNR (1.0 = every clip gets one class).")
+  if baseline is not None:
+    gain_sections.append((
+        f"Robustness gain over {baseline}",
+        "Each model minus the baseline, per noise: clean accuracy, area; the half-accuracy SNR shift "
+        "(negative: half of clean accuracy is kept down to a lower SNR); collapse at the lowest SNR.",
+        (metrics.GAIN_COLUMNS, gains), [("both curves per noise", link(written["gain"]))]))
   sections = [
       ("Run", summary, None, []),
       ("Accuracy vs SNR", "One panel per noise; dashed lines: each model's clean accuracy.",
        None, [("all noises", link(written["accuracy"]["overview"]))]),
       ("Accuracy", "Per model and noise; columns: SNR in dB.", pivot, []),
       ("Robustness", robustness_text, (robustness_columns, robustness), []),
+      *gain_sections,
       ("Model complexity", "FLOPs per clip from XLA's cost analysis (frontend + network, batch 1).",
        (tables.COMPLEXITY_COLUMNS, complexity), []),
       ("Nominal noise power per model band", "In-band power of the nominal realisation of each "
