@@ -159,6 +159,9 @@ def check_report_config(report_config):
   for snr in tuple(report_config.confusion_snrs):
     real(snr, "config.report.confusion_snrs (each)", -math.inf)
   real(report_config.spectrogram_snr, "config.report.spectrogram_snr", -math.inf)
+  if report_config.get("baseline_model") and not tuple(report_config.compare_workdirs):
+    raise ConfigError(f"config.report.baseline_model={report_config.baseline_model!r} needs runs "
+                      "to compare with it: set config.report.compare_workdirs")
   for other in tuple(report_config.compare_workdirs):
     path = pathlib.Path(other).expanduser() / store.ACCURACY_FILE
     if not path.is_file():

@@ -3,7 +3,8 @@
 For each test fold present in the data, the model is trained on the other folds and scored on it
 (the study's protocol). Everything a run does is a function of ``config.seed``: the variables of a
 model trained from scratch come from ``fold_in(key(seed), fold)``, the batch order of each epoch
-from ``(seed, fold, epoch)`` and every step's augmentation and dropout from ``fold_in(.., step)``.
+from ``(seed, fold, epoch)`` and every step's augmentation (masking, mixup, noise) and dropout
+from ``fold_in(.., step)``.
 A run killed at any point resumes from its last orbax checkpoint and ends with the same variables,
 bit for bit, as one that was never interrupted.
 
@@ -51,6 +52,8 @@ RANDOM_DRAWS = {
                          "replaced for other classes is initialised from key(seed))",
     "data_order": "numpy default_rng([seed, fold, epoch]).permutation(training clips) per epoch",
     "augmentation_and_dropout": "fold_in(split(fold_in(key(seed), fold))[1], step) per step",
+    "noise_augmentation": "with config.train.noise_augment: fold_in(the step's key, NOISE_STREAM) "
+                          "(jaxnoise.train.noise_augment; the model's source.noise_augment)",
 }
 
 
@@ -123,6 +126,8 @@ def run_settings(config) -> dict:
   """What determines a fold's training; a checkpoint is only resumed by a run with the same."""
   train = {k: v for k, v in config.train.to_dict().items() if k not in NEUTRAL_TRAIN_KEYS}
   data = {k: config.data[k] for k in ("classes", "dropped_class", "convert_audio")}
+  if int(config.data.get("split_folds", 0) or 0):  # a re-split changes which clips are trained on
+    data.update(split_folds=config.data.split_folds, split_seed=config.data.get("split_seed", 0))
   return json.loads(json.dumps({"seed": config.seed, "model": config.model.to_dict(),
                                 "data": data, "train": train}, default=list))
 
