@@ -5,8 +5,11 @@ fast; the pool mixes colors with a short recording (written here, 1.3 s at 22.05
 resampled and looped).
 """
 import json
-import pathlib
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -19,9 +22,9 @@ import soundfile
 from jaxnoise import config_checks
 from jaxnoise.errors import ConfigError
 from jaxnoise.noise import colored
-from jaxnoise.train import loop, noise_augment, steps
-from test_train import (Interrupt, assert_trees_equal, make_tone_dataset, restored_variables,
-                        tiny_config, tiny_spec)
+from jaxnoise.train import loop, noise_augment
+from test_train import (TESTS_DIR, Interrupt, assert_trees_equal, make_tone_dataset,
+                        restored_variables, tiny_config, tiny_spec)
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +216,42 @@ def test_resplit_folds_keep_sources_together_and_are_written(tone_root, tmp_path
   with pytest.raises(ConfigError, match=r"config.data.split_folds=1: expected 0"):
     config.data.split_folds = 1
     config_checks.check_data_config(config.data)
+
+
+SHARDED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    sys.path[:0] = [{tests!r}, {repo!r}]
+    import jax, jax.numpy as jnp, numpy as np
+    import test_noise_augment as t
+    from jaxnoise.train import steps
+    assert jax.device_count() == 4, jax.devices()
+    config = t.augmented_config({root!r}, {cache!r}, {hum!r})
+    augmenter, bank = t.augmenter_and_bank(config, t.tiny_spec())
+    clips = np.random.default_rng(2).standard_normal((8, 40000)).astype(np.float32)
+    outputs = {{}}
+    for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
+      placement = steps.make_placement(devices)
+      noisy, draws = jax.jit(augmenter)(jax.random.key(5), placement.shard_batch(clips),
+                                        placement.replicate(bank))
+      outputs[name] = {{"noisy": np.asarray(noisy).tolist(),
+                       **{{k: np.asarray(v).tolist() for k, v in draws.items()}}}}
+      outputs[name + "_shards"] = len(noisy.sharding.device_set)
+    print("RESULT" + json.dumps(outputs))
+""")
+
+
+def test_augmentation_on_a_batch_split_over_four_devices(tone_root, tmp_path, hum_file):
+  script = SHARDED_SCRIPT.format(tests=str(TESTS_DIR), repo=str(TESTS_DIR.parent),
+                                 root=str(tone_root), cache=str(tmp_path / "cache"),
+                                 hum=str(hum_file))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                        cwd=TESTS_DIR.parent, timeout=600, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(done.stdout.split("RESULT", 1)[1])
+  assert result["four_shards"] == 4 and result["one_shards"] == 1
+  for key in ("applied", "noise", "snr_db", "recording", "start"):
+    assert result["four"][key] == result["one"][key], key
+  np.testing.assert_allclose(result["four"]["noisy"], result["one"]["noisy"], rtol=1e-5,
+                             atol=1e-6)

@@ -49,7 +49,8 @@ def test_gain_table_equals_hand_computed_values():
               "collapse_change": -0.5}
   assert set(gain) == set(metrics.GAIN_COLUMNS)
   for key, value in expected.items():
-    assert gain[key] == (pytest.approx(value, abs=1e-12) if isinstance(value, float) else value), key
+    wanted = pytest.approx(value, abs=1e-12) if isinstance(value, float) else value
+    assert gain[key] == wanted, key
 
 
 def test_shift_is_nan_when_a_crossing_lies_outside_the_grid():

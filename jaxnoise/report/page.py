@@ -214,8 +214,9 @@ def write_report(config, workdir) -> dict:
   if baseline is not None:
     gain_sections.append((
         f"Robustness gain over {baseline}",
-        "Each model minus the baseline, per noise: clean accuracy, area; the half-accuracy SNR shift "
-        "(negative: half of clean accuracy is kept down to a lower SNR); collapse at the lowest SNR.",
+        "Each model minus the baseline, per noise: clean accuracy, area; the half-accuracy SNR "
+        "shift (negative: half of clean accuracy is kept down to a lower SNR); collapse at the "
+        "lowest SNR.",
         (metrics.GAIN_COLUMNS, gains), [("both curves per noise", link(written["gain"]))]))
   sections = [
       ("Run", summary, None, []),
