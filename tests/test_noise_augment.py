@@ -255,3 +255,24 @@ def test_augmentation_on_a_batch_split_over_four_devices(tone_root, tmp_path, hu
     assert result["four"][key] == result["one"][key], key
   np.testing.assert_allclose(result["four"]["noisy"], result["one"]["noisy"], rtol=1e-5,
                              atol=1e-6)
+
+
+def test_the_robust_example_configs_pass_every_check(shared_dir):
+  """Both variants load as --config=configs/robust.py:VARIANT and their pools are disjoint (the
+  config reads ../shared, which the fixture requires)."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
+  configs = {}
+  for variant in ("baseline", "augmented"):
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "config file", flag_values=flag_values)
+    flag_values(["prog", f"--config={TESTS_DIR.parent / 'configs' / 'robust.py'}:{variant}"])
+    configs[variant] = flag_values.config
+  assert not configs["baseline"].train.noise_augment.enabled
+  augmented = configs["augmented"]
+  assert augmented.train.noise_augment.enabled and augmented.data.split_folds == 5
+  config_checks.check_config(augmented, ("train", "sweep"))
+  pool = noise_augment.resolve_pool(augmented)
+  assert [noise.name for noise in pool] == ["white", "pink", "brown", "wind", "engine_field",
+                                            "horn_field", "speech", "music"]
+
