@@ -122,6 +122,11 @@ def test_draws_follow_the_key(tone_root, tmp_path, hum_file):
   other = jax.jit(augmenter)(jax.random.key(4), clips, bank)
   assert_trees_equal(first, again)
   assert not np.array_equal(first[1]["snr_db"], other[1]["snr_db"])
+  # A model taking longer clips gets the 5-s clip mixed and its zero padding left silent.
+  padded = jnp.pad(clips, ((0, 0), (0, 4000)))
+  longer, _ = jax.jit(augmenter)(jax.random.key(3), padded, bank)
+  np.testing.assert_array_equal(longer[:, :40000], first[0])
+  np.testing.assert_array_equal(longer[:, 40000:], 0.0)
 
 
 def test_probability_zero_trains_exactly_as_the_plain_step(tone_root, tmp_path, hum_file):

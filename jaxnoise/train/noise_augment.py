@@ -199,16 +199,20 @@ class NoiseAugmenter:
     noise_power = band_power(noise, self.sample_rate, self.band)
     # +inf dB where no noise is wanted: the gain is exactly 0 (the sweep's clean pass).
     target = jnp.where(applied, snr, jnp.inf)
-    mixed = jax.vmap(lambda c, cp, n, npow, s: mix_with_powers(c[None], cp[None], n[None],
-                                                              npow[None], s[None]))(
-                                                                  clips, clip_power, noise,
-                                                                  noise_power, target)
+
+    def mix_one(clip, clip_power, noise, noise_power, snr):
+      """One clip with its own noise: the sweep's mix on a ``[1, samples]`` pair, one SNR."""
+      return mix_with_powers(clip[None], clip_power[None], noise[None], noise_power[None],
+                             snr[None])
+
+    mixed = jax.vmap(mix_one)(clips, clip_power, noise, noise_power, target)
     noisy = jnp.where(applied[:, None], mixed.noisy[:, 0, 0, 0], clips)
-    out = jnp.concatenate([noisy, waveforms[:, length:]], axis=1) if length < waveforms.shape[1] \
-        else noisy
+    if length < waveforms.shape[1]:
+      # The sweep mixes at the 5-s length too; the padding of a longer model input stays silent.
+      noisy = jnp.concatenate([noisy, waveforms[:, length:]], axis=1)
     draws = {"applied": applied, "noise": which, "snr_db": snr,
              "gain": mixed.gains[:, 0, 0, 0], "recording": recording, "start": start}
-    return out, draws
+    return noisy, draws
 
 
 def make_augmenter(train_config, spec, pool) -> NoiseAugmenter:
