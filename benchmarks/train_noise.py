@@ -5,8 +5,9 @@ The same jitted update (jaxnoise.train.steps.make_train_step: frontend, network,
 with ``config.train.noise_augment`` (probability 0.5, SNR U(-10, 20) dB, white, pink and brown
 drawn per clip and step plus the wind and speech recordings of ../shared/data/noise when present):
 band powers of clips and noises, the gains and the mix, all on the device. Both are timed
-interleaved (best of --repeats runs of --steps steps) and the ratio printed. Goal: augmented
->= 0.9x plain. Timings are printed, never asserted.
+interleaved (best of --repeats runs of --steps steps) and the ratio printed, then the augmentation
+alone (draws, noise, band powers, mix) per batch. Goal: augmented >= 0.9x plain. Timings are
+printed, never asserted.
 
   python benchmarks/train_noise.py [--batch 16] [--steps 3] [--repeats 3]
 """
@@ -88,6 +89,11 @@ def main():
                      unit_name="steps")
   print(f"\naugmented / plain step rate: {best['plain step'] / best['with noise augmentation']:.3f}"
         " (goal >= 0.9)")
+  mix = jax.jit(augmenter)
+  alone = common.best_seconds(
+      lambda: jax.block_until_ready(mix(jax.random.key(0), waveforms, bank)), args.repeats)
+  print(f"noise augmentation alone: {1e3 * alone:.0f} ms per batch, "
+        f"{alone / (best['plain step'] / args.steps):.1%} of a plain step")
 
 
 if __name__ == "__main__":
