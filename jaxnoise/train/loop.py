@@ -46,14 +46,13 @@ from jaxnoise.train.steps import (Placement, augmentation_flags, evaluate, make_
                                   make_placement, make_train_step)
 
 
-# Every random draw of a fold's training, recorded with the model it produced (config.json source).
+# Every random draw of a fold's training, recorded with the model it produced (config.json source);
+# noise augmentation, when on, records its own draws there too (source.noise_augment).
 RANDOM_DRAWS = {
     "initial_variables": "split(fold_in(key(seed), fold))[0] (from scratch; a checkpoint's head "
                          "replaced for other classes is initialised from key(seed))",
     "data_order": "numpy default_rng([seed, fold, epoch]).permutation(training clips) per epoch",
     "augmentation_and_dropout": "fold_in(split(fold_in(key(seed), fold))[1], step) per step",
-    "noise_augmentation": "with config.train.noise_augment: fold_in(the step's key, NOISE_STREAM) "
-                          "(jaxnoise.train.noise_augment; the model's source.noise_augment)",
 }
 
 
