@@ -3,8 +3,8 @@
 ``config.train.noise_augment`` (off by default). With probability ``probability`` per clip and
 step, a clip gets a noise drawn from the pool (``noises``, names as ``config.sweep.noises``, with
 ``weights``) at an SNR drawn uniformly from ``[snr_low, snr_high]`` dB, measured in the model's band
-exactly as the sweep measures it: the clip and noise band powers of ``jaxnoise.noise`` and the
-sweep's ``mix_with_powers`` (one gain code path for both). Mixing happens on the waveform, before
+exactly as the sweep measures it: the clip and noise ``band_power`` of ``jaxnoise.noise`` and its
+``mix_with_powers``, whose ``noise_gain`` is the sweep's gain (one gain code path for both). Mixing happens on the waveform, before
 the frontend, on the ESC-50 5-s part of the clip (the sweep mixes at that length too and a model
 taking longer clips gets the zero padding after it unchanged).
 
@@ -201,7 +201,7 @@ class NoiseAugmenter:
     target = jnp.where(applied, snr, jnp.inf)
 
     def mix_one(clip, clip_power, noise, noise_power, snr):
-      """One clip with its own noise: the sweep's mix on a ``[1, samples]`` pair, one SNR."""
+      """One clip with its own noise: ``mix_with_powers`` on a ``[1, samples]`` pair, one SNR."""
       return mix_with_powers(clip[None], clip_power[None], noise[None], noise_power[None],
                              snr[None])
 
