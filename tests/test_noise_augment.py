@@ -78,7 +78,9 @@ def test_every_augmented_clip_has_its_drawn_snr_in_band(tone_root, tmp_path, hum
                     for f in np.linspace(200, 3000, 32)]).astype(np.float32)
   # The key the train step of step 5 derives for the noise (steps.make_train_step).
   key = jax.random.fold_in(jax.random.fold_in(jax.random.key(7), 5), noise_augment.NOISE_STREAM)
-  noisy, draws = jax.jit(augmenter)(key, jnp.asarray(clips), bank)
+  # The clip powers the loop computes once per run, as the step receives them.
+  powers = jnp.asarray(noise_augment.clip_powers(augmenter, clips))
+  noisy, draws = jax.jit(augmenter)(key, jnp.asarray(clips), bank, powers)
   noisy, draws = np.asarray(noisy), jax.tree.map(np.asarray, draws)
   applied = draws["applied"]
   assert 16 <= applied.sum() < 32  # p = 0.75 of 32 clips
@@ -104,13 +106,22 @@ def test_every_augmented_clip_has_its_drawn_snr_in_band(tone_root, tmp_path, hum
 
 
 def test_colored_noise_follows_the_generator_recipe():
-  """The in-step colors are jaxnoise.noise.colored's recipe applied to the step's white draw."""
-  white = jax.random.normal(jax.random.key(1), (4000,))
+  """The in-step colors are jaxnoise.noise.colored's recipe applied to the white noise whose rfft
+  the step draws directly (Nyquist bin real and scaled by sqrt(2), as make_bank's gains do)."""
+  length = 4000
+  spectrum = noise_augment.white_spectrum(jax.random.key(1), 1, length)
+  nyquist = np.ones(length // 2 + 1, np.float32)
+  nyquist[-1] = np.sqrt(2.0)
+  white = jnp.fft.irfft(spectrum[0] * nyquist, n=length)
   for name, exponent in colored.COLOR_EXPONENTS.items():
-    gains = jnp.asarray(colored.spectral_gains(4000, exponent), jnp.float32)
-    shaped = jnp.fft.irfft(jnp.fft.rfft(white) * gains, n=4000)
-    np.testing.assert_allclose(shaped / jnp.std(shaped), colored.shape_spectrum(white, exponent),
-                               atol=2e-5, err_msg=name)
+    gains = jnp.asarray(colored.spectral_gains(length, exponent) * nyquist, jnp.float32)
+    np.testing.assert_allclose(noise_augment.colored_from_spectrum(spectrum, gains[None], length)[0],
+                               colored.shape_spectrum(white, exponent), atol=2e-5, err_msg=name)
+  # White Gaussian noise: every sample has the same variance, the Nyquist bin included.
+  many = jnp.fft.irfft(noise_augment.white_spectrum(jax.random.key(2), 4000, 64) * nyquist[:33],
+                       n=64)
+  variance = np.asarray(jnp.var(many, axis=0))
+  np.testing.assert_allclose(variance, variance.mean(), rtol=0.1)
 
 
 def test_draws_follow_the_key(tone_root, tmp_path, hum_file):

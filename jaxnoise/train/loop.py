@@ -206,6 +206,7 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
     rows = {int(r["step"]): r for r in curves.read_curve(fold_dir / "curves.csv")
             if r["step"] <= start}
     augmenter, noise_bank = (noise[0], placement.replicate(noise[1])) if noise else (None, None)
+    powers = noise_augment.clip_powers(augmenter, data.waveforms[train_index]) if noise else None
     train_step = make_train_step(spec, tx, schedule, train_config, placement, augmenter)
     eval_step = make_eval_step(spec)
     log_every = max(int(train_config.log_every), 1)
@@ -224,7 +225,8 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
                                   placement.shard_batch(data.waveforms[train_index[index]]),
                                   placement.shard_batch(train_labels[index]),
                                   jax.random.fold_in(train_key, step), use_mask, use_mixup,
-                                  noise_bank)
+                                  noise_bank,
+                                  None if powers is None else placement.shard_batch(powers[index]))
       pending.append(metrics)
       done = step + 1
       if done % log_every == 0 or done == steps:

@@ -161,8 +161,10 @@ class NoiseAugmenter:
   def has_recordings(self) -> bool:
     return any(color is None for color in self.colors)
 
-  def __call__(self, key: jax.Array, waveforms: jax.Array, bank: dict):
+  def __call__(self, key: jax.Array, waveforms: jax.Array, bank: dict, clip_power=None):
     """``(key, waveforms [batch, samples], bank) -> (waveforms [batch, samples], draws)``.
+
+    ``clip_power [batch]``: the clips' band powers (``clip_powers``) when known, else computed.
 
     ``draws`` holds, per clip ``[batch]``: ``applied`` (bool), ``noise`` (index into ``names``),
     ``snr_db`` (drawn even where not applied), ``gain`` (0 where not applied), ``recording`` and
@@ -189,13 +191,12 @@ class NoiseAugmenter:
       noise = jax.vmap(lambda row, first: jax.lax.dynamic_slice(
           bank["waves"], (row, first), (1, length))[0])(recording, start)
     if self.has_colors:
-      white = jax.random.normal(white_key, (batch, length), jnp.float32)
-      gains = bank["color_gains"][bank["color_of"][which]]  # [batch, bins]
-      shaped = jnp.fft.irfft(jnp.fft.rfft(white, axis=-1) * gains, n=length, axis=-1)
-      shaped = shaped / jnp.std(shaped, axis=-1, keepdims=True)
+      shaped = colored_from_spectrum(white_spectrum(white_key, batch, length),
+                                     bank["color_gains"][bank["color_of"][which]], length)
       noise = shaped if noise is None else jnp.where(bank["is_color"][which][:, None], shaped,
                                                      noise)
-    clip_power = band_power(clips, self.sample_rate, self.band)
+    if clip_power is None:
+      clip_power = band_power(clips, self.sample_rate, self.band)
     noise_power = band_power(noise, self.sample_rate, self.band)
     # +inf dB where no noise is wanted: the gain is exactly 0 (the sweep's clean pass).
     target = jnp.where(applied, snr, jnp.inf)
@@ -213,6 +214,33 @@ class NoiseAugmenter:
     draws = {"applied": applied, "noise": which, "snr_db": snr,
              "gain": mixed.gains[:, 0, 0, 0], "recording": recording, "start": start}
     return noisy, draws
+
+
+def white_spectrum(key: jax.Array, batch: int, length: int) -> jax.Array:
+  """``[batch, length // 2 + 1]`` complex: the rfft of Gaussian white noise, drawn directly.
+
+  The rfft bins of white Gaussian noise are independent complex Gaussians, so drawing them saves
+  the generator's forward FFT. DC is zeroed by every color's gains; a Nyquist bin (even length) is
+  real with twice a component's variance, which ``make_bank`` folds into the gains.
+  """
+  parts = jax.random.normal(key, (2, batch, length // 2 + 1), jnp.float32)
+  return jax.lax.complex(parts[0], parts[1])
+
+
+def colored_from_spectrum(spectrum: jax.Array, gains: jax.Array, length: int) -> jax.Array:
+  """White ``spectrum [batch, bins]`` shaped by ``gains [batch, bins]`` -> ``[batch, length]``
+  noise of zero mean and unit variance: ``jaxnoise.noise.colored.shape_spectrum``'s recipe."""
+  shaped = jnp.fft.irfft(spectrum * gains, n=length, axis=-1)
+  return shaped / jnp.std(shaped, axis=-1, keepdims=True)
+
+
+def clip_powers(augmenter: NoiseAugmenter, waveforms: np.ndarray, chunk: int = 32) -> np.ndarray:
+  """``[clips]`` band powers of the mixed part of ``waveforms [clips, samples]``, computed once per
+  run: a clip's power is the same at every step, so the step need not measure it again."""
+  length = min(augmenter.mix_samples, waveforms.shape[1])
+  return np.concatenate([
+      np.asarray(band_power(waveforms[start:start + chunk, :length], augmenter.sample_rate,
+                            augmenter.band)) for start in range(0, len(waveforms), chunk)])
 
 
 def make_augmenter(train_config, spec, pool) -> NoiseAugmenter:
@@ -263,7 +291,10 @@ def make_bank(augmenter: NoiseAugmenter, pool) -> dict:
     bank_waves[row, :len(wave)] = wave
   color_names = sorted({c for c in augmenter.colors if c is not None})
   color_gains = np.stack([spectral_gains(length, COLOR_EXPONENTS[c]) for c in color_names]
-                         or [np.ones(length // 2 + 1)]).astype(np.float32)
+                         or [np.ones(length // 2 + 1)])
+  if length % 2 == 0:
+    color_gains[:, -1] *= np.sqrt(2.0)  # the real Nyquist bin of white_spectrum (its doc)
+  color_gains = color_gains.astype(np.float32)
   return {"waves": bank_waves, "lengths": np.asarray(lengths or [1], np.int32),
           "offsets": np.asarray(offsets, np.int32), "counts": np.asarray(counts, np.int32),
           "color_gains": color_gains,
