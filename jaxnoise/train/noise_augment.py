@@ -4,12 +4,14 @@
 step, a clip gets a noise drawn from the pool (``noises``, names as ``config.sweep.noises``, with
 ``weights``) at an SNR drawn uniformly from ``[snr_low, snr_high]`` dB, measured in the model's band
 exactly as the sweep measures it: the clip and noise ``band_power`` of ``jaxnoise.noise`` and its
-``mix_with_powers``, whose ``noise_gain`` is the sweep's gain (one gain code path for both). Mixing happens on the waveform, before
-the frontend, on the ESC-50 5-s part of the clip (the sweep mixes at that length too and a model
-taking longer clips gets the zero padding after it unchanged).
+``mix_with_powers``, whose ``noise_gain`` is the sweep's gain (one gain code path for both). The
+clips' powers are measured once per run (``clip_powers``), the noises' in the step. Mixing happens
+on the waveform, before the frontend, on the ESC-50 5-s part of the clip (the sweep mixes at that
+length too and a model taking longer clips gets the zero padding after it unchanged).
 
 - Colors: a fresh realisation per clip and step, generated on the device from the step's key: one
-  white draw per clip, shaped by the color's spectral gains (``jaxnoise.noise.colored``).
+  white draw per clip (drawn as its spectrum), shaped by the color's spectral gains and normalised
+  as ``jaxnoise.noise.colored`` does.
 - Recordings (files, folders, ``esc50:<class>``): decoded once at the model's rate into a
   device-resident bank; each clip gets a random recording of the drawn noise and a random crop of
   the clip's length starting anywhere in it, looped (end to start) when the recording is shorter.
@@ -30,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnoise.audio.io import load_audio
 from jaxnoise.data import esc50
 from jaxnoise.errors import AudioError, ConfigError
-from jaxnoise.audio.io import load_audio
 from jaxnoise.noise import band_power, loop_or_cut, mix_with_powers, spectral_gains
 from jaxnoise.noise.colored import COLOR_EXPONENTS
 from jaxnoise.sweep import noises as sweep_noises
@@ -42,7 +44,8 @@ from jaxnoise.sweep import noises as sweep_noises
 NOISE_STREAM = 0x6E6F6973
 MAX_RECORDING_SECONDS = 60
 RANDOM_DRAW = ("fold_in(step key, 0x6E6F6973) split 6: applied ~ U < probability, noise ~ "
-               "categorical(weights), snr ~ U(snr_low, snr_high), white noise ~ N(0, 1), recording "
+               "categorical(weights), snr ~ U(snr_low, snr_high), white noise spectrum ~ N(0, 1) per "
+               "real and imaginary part, recording "
                "~ uniform among the noise's, crop start ~ U(0, recording length)")
 
 
