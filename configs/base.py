@@ -126,6 +126,19 @@ def get_config():
   # GPUs, bfloat16 passes on TPUs) | bfloat16: weights and activations in bfloat16 (the optimiser
   # keeps float32 weights). jaxnoise/models/precision.py.
   config.train.precision = "highest"
+  # Noise augmentation inside the jitted step (jaxnoise/train/noise_augment.py): with probability
+  # `probability` per clip and step, a noise of the pool at an in-band SNR ~ U(snr_low, snr_high)
+  # dB, mixed exactly as the sweep mixes. `noises` takes the names of config.sweep.noises; the
+  # default pool, three colors drawn fresh per clip and step, shares no recording with the default
+  # sweep noises. A recording the sweep also tests with is refused unless allow_overlap.
+  config.train.noise_augment = ml_collections.ConfigDict()
+  config.train.noise_augment.enabled = False
+  config.train.noise_augment.probability = 0.5
+  config.train.noise_augment.snr_low = -10.0
+  config.train.noise_augment.snr_high = 20.0
+  config.train.noise_augment.noises = ("white", "pink", "brown")
+  config.train.noise_augment.weights = ()   # one per resolved noise; () = equal
+  config.train.noise_augment.allow_overlap = False
 
   config.sweep = ml_collections.ConfigDict()
   config.sweep.noises = COLORED_NOISES + ("esc50:dog", "esc50:rain", "esc50:car_horn",
@@ -171,6 +184,9 @@ def get_config():
   config.report.spectrogram_clip = "31"
   # Other runs' workdirs whose accuracy.csv is plotted beside this one (all models on one plot).
   config.report.compare_workdirs = ()
+  # With compare_workdirs: the model the robustness gain table is computed against; '' = the model
+  # of the first compare workdir.
+  config.report.baseline_model = ""
 
   config.distributed = ml_collections.ConfigDict()
   config.distributed.initialize = False   # jax.distributed.initialize() for multi-host runs

@@ -100,6 +100,26 @@ def check_data_config(data_config):
                           "ESC-50")
 
 
+def check_noise_augment_config(settings):
+  """``config.train.noise_augment``: probability in [0, 1], snr_low <= snr_high, a pool."""
+  key = "config.train.noise_augment"
+  probability = real(settings.probability, f"{key}.probability", 0.0)
+  if probability > 1:
+    raise ConfigError(f"{key}.probability must lie in [0, 1] (chance per clip and step), got "
+                      f"{settings.probability!r}")
+  low = real(settings.snr_low, f"{key}.snr_low", -math.inf)
+  high = real(settings.snr_high, f"{key}.snr_high", -math.inf)
+  if low > high:
+    raise ConfigError(f"{key}.snr_low={settings.snr_low!r} dB is above {key}.snr_high="
+                      f"{settings.snr_high!r} dB; expected snr_low <= snr_high")
+  if isinstance(settings.noises, str) or not tuple(settings.noises):
+    raise ConfigError(f"{key}.noises={settings.noises!r}: expected a non-empty sequence of noise "
+                      "names (white, pink, brown, blue, violet, esc50:<class>, NAME=PATH, a file "
+                      "or folder)")
+  for weight in tuple(settings.weights):
+    real(weight, f"{key}.weights (each)", 0.0)
+
+
 def check_train_config(train_config):
   """The numbers of ``config.train`` (its names are checked by ``jaxnoise.train.loop``)."""
   integer(train_config.batch_size, "config.train.batch_size", 1)
@@ -116,6 +136,8 @@ def check_train_config(train_config):
   for key in ("checkpoint_every", "keep_checkpoints", "log_every", "lr_decay_every"):
     integer(train_config.get(key, 1), f"config.train.{key}", 1)
   check_precision(train_config.precision, "config.train.precision")
+  if train_config.get("noise_augment") is not None and train_config.noise_augment.enabled:
+    check_noise_augment_config(train_config.noise_augment)
 
 
 def check_test_folds(data_config) -> tuple[int, ...]:
@@ -191,3 +213,6 @@ def check_report_config(report_config):
     raise ConfigError(f"config.report.spectrogram_clip={report_config.spectrogram_clip!r}: expected "
                       f"an ESC-50 target 0-{len(esc50.CLASS_NAMES) - 1} or the file name of a "
                       "swept clip")
+  if report_config.get("baseline_model") and not tuple(report_config.compare_workdirs):
+    raise ConfigError(f"config.report.baseline_model={report_config.baseline_model!r} needs runs "
+                      "to compare with it: set config.report.compare_workdirs")

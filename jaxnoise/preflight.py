@@ -59,7 +59,10 @@ def check_config(config, modes, workdir=None) -> None:
     page.check_settings(config)
   # The inputs: the same look-ups the stages make first (metadata, classes, noise files).
   if "train" in modes:
-    selection.select(config)
+    from jaxnoise.train import noise_augment
+    chosen = selection.select(config)
+    if noise_augment.enabled(config.train):
+      noise_augment.resolve_pool(config, chosen)  # names, files and the leakage check
   if "sweep" in modes:
     from jaxnoise.sweep import run as sweep_run
     sweep_run.resolve_inputs(config)

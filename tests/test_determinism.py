@@ -21,7 +21,7 @@ import tiny_run
 from conftest import REPO_ROOT
 from jaxnoise.models import store as model_store
 from jaxnoise.runtime import files
-from jaxnoise.sweep import noises as noise_lib
+from jaxnoise.data import noises as noise_lib
 from jaxnoise.sweep import store
 from jaxnoise.train import loop
 

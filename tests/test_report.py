@@ -116,8 +116,8 @@ def test_report_writes_every_figure_and_table(report):
   out_dir, written, _ = report
   expected = ["index.md", "index.html", "accuracy_vs_snr.png", "accuracy_vs_snr_white.png",
               "accuracy_vs_snr_esc50_dog.png", "spectrograms_tiny.png", "robustness.csv",
-              "complexity.csv", "noise_power.csv", "accuracy_by_snr.csv",
-              "confusion/tiny_clean.png", "confusion/tiny_white_-10dB.png",
+              "complexity.csv", "noise_power.csv", "accuracy_by_snr.csv", "robustness_gain.csv",
+              "robustness_gain.png", "confusion/tiny_clean.png", "confusion/tiny_white_-10dB.png",
               "confusion/tiny_esc50_dog_-10dB.png"]
   for name in expected:
     assert (out_dir / name).is_file() and (out_dir / name).stat().st_size > 0, name
@@ -131,6 +131,11 @@ def test_report_writes_every_figure_and_table(report):
     assert f"]({link})" in markdown or not link.endswith(".png"), link
   assert "| other | white |" in markdown and "| tiny | white |" in markdown
   assert "<table>" in (out_dir / "index.html").read_text()
+  # The compared run is the baseline of the gain table: one row per noise for the other model.
+  assert "## Robustness gain over other" in markdown
+  gains = (out_dir / "robustness_gain.csv").read_text().splitlines()
+  assert [line.split(",")[:3] for line in gains[1:]] == [["tiny", "other", "white"],
+                                                         ["tiny", "other", "esc50:dog"]]
 
 
 def test_robustness_table_values(report):

@@ -168,7 +168,7 @@ def test_best_without_training_results_is_a_clear_error(trained_workdir, tmp_pat
 
 def test_study_noise_power_table_is_scipy_at_44_1_khz(best_fold_run):
   # The study's Table 4.7 form: mW in each study model's band, the noise drawn at 44.1 kHz, 5 s.
-  from jaxnoise.sweep import noises  # pylint: disable=import-outside-toplevel
+  from jaxnoise.data import noises  # pylint: disable=import-outside-toplevel
   from test_noise import scipy_band_power  # pylint: disable=import-outside-toplevel
   config, workdir = best_fold_run
   with open(workdir / "report" / "noise_power_study.csv", newline="", encoding="utf-8") as stream:

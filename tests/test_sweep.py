@@ -27,7 +27,7 @@ from jaxnoise.models import mobilenet, registry, store as model_store
 from jaxnoise.noise import colored_noise
 from jaxnoise.runtime import files
 from jaxnoise.sweep import engine as engine_lib
-from jaxnoise.sweep import noises as noise_lib
+from jaxnoise.data import noises as noise_lib
 from jaxnoise.sweep import readout as readout_lib
 from jaxnoise.sweep import run as sweep_run
 from jaxnoise.sweep import sharding, store

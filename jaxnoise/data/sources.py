@@ -298,7 +298,11 @@ def settle_folds(clip_set: ClipSet, split_folds: int, split_seed: int) -> ClipSe
   if k < 2:  # a single recording: one fold, tested whole
     folds = np.ones(len(groups), np.int64)
   else:
-    folds = splits.assign_folds([c.category for c in clip_set.clips], groups, k, split_seed)
+    try:
+      folds = splits.assign_folds([c.category for c in clip_set.clips], groups, k, split_seed)
+    except ConfigError as error:
+      raise ConfigError(f"config.data.split_folds={split_folds} ({clip_set.where}): {error}"
+                        ) from None
   why = "config.data.split_folds" if split_folds else "the source has no folds"
   clips = tuple(dataclasses.replace(c, fold=int(f)) for c, f in zip(clip_set.clips, folds))
   return dataclasses.replace(clip_set, clips=clips,

@@ -10,6 +10,8 @@ accuracy and confusion matrices, three robustness summaries the upstream project
 - **collapse rate**: the share of predictions on the single most predicted class at one SNR. 1/classes
   for a balanced classifier, 1.0 when every clip gets the same "default" class, which is how the
   study's models failed under strong noise.
+
+``gain_table`` compares these summaries of each model with those of a baseline model, per noise.
 """
 import math
 
@@ -121,4 +123,50 @@ def robustness_table(accuracy_rows, columns) -> list[dict]:
       row[f"collapse_at_{snr:g}dB"] = collapses[-1]
     row["max_collapse"] = max(collapses)
     table.append(row)
+  return table
+
+
+GAIN_COLUMNS = ("model", "baseline", "noise", "clean_accuracy_change", "area_change",
+                "half_accuracy_snr_db", "baseline_half_accuracy_snr_db",
+                "half_accuracy_snr_shift_db", "lowest_snr_db", "collapse_at_lowest_snr",
+                "baseline_collapse_at_lowest_snr", "collapse_change")
+
+
+def _collapse_snrs(row) -> dict:
+  """``{snr: collapse rate}`` of a robustness row's ``collapse_at_<snr>dB`` columns."""
+  prefix, suffix = "collapse_at_", "dB"
+  return {float(key[len(prefix):-len(suffix)]): float(value) for key, value in row.items()
+          if key.startswith(prefix) and key.endswith(suffix)}
+
+
+def gain_table(robustness_rows, baseline: str) -> list[dict]:
+  """What each model gains over ``baseline`` per noise, from ``robustness_table`` rows.
+
+  Changes are model minus baseline: clean accuracy, area (mean accuracy over the SNR range), the
+  shift of the half-accuracy SNR (negative: the model keeps half its clean accuracy down to a lower
+  SNR, i.e. is more robust; NaN when either lies outside the grid, whose side the two
+  ``half_accuracy_snr_db`` columns show) and the collapse rate at the lowest SNR both curves have.
+  Noises the baseline was not swept with are left out.
+  """
+  base = {row["noise"]: row for row in robustness_rows if row["model"] == baseline}
+  table = []
+  for row in robustness_rows:
+    reference = base.get(row["noise"])
+    if row["model"] == baseline or reference is None:
+      continue
+    mine, theirs = _collapse_snrs(row), _collapse_snrs(reference)
+    lowest = min(set(mine) & set(theirs), default=math.nan)
+    half, base_half = row["half_accuracy_snr_db"], reference["half_accuracy_snr_db"]
+    collapse = mine.get(lowest, math.nan)
+    base_collapse = theirs.get(lowest, math.nan)
+    table.append({
+        "model": row["model"], "baseline": baseline, "noise": row["noise"],
+        "clean_accuracy_change": row["clean_accuracy"] - reference["clean_accuracy"],
+        "area_change": row["area"] - reference["area"],
+        "half_accuracy_snr_db": half, "baseline_half_accuracy_snr_db": base_half,
+        "half_accuracy_snr_shift_db": (half - base_half if math.isfinite(half)
+                                       and math.isfinite(base_half) else math.nan),
+        "lowest_snr_db": lowest, "collapse_at_lowest_snr": collapse,
+        "baseline_collapse_at_lowest_snr": base_collapse,
+        "collapse_change": collapse - base_collapse})
   return table

@@ -22,7 +22,7 @@ from jaxnoise.report import metrics, plots, tables
 from jaxnoise.runtime import files
 from jaxnoise.sweep import engine as engine_lib
 from jaxnoise.sweep import model as model_lib
-from jaxnoise.sweep import noises as sweep_noises
+from jaxnoise.data import noises as sweep_noises
 from jaxnoise.sweep import run as sweep_run
 from jaxnoise.sweep import store
 
@@ -40,6 +40,26 @@ def read_runs(workdir, compare_workdirs):
     extra = store.read_results(other)
     columns = {name: np.concatenate([columns[name], extra[name]]) for name in columns}
   return accuracy_rows, columns, own_models
+
+
+def gain_baseline(report_config, accuracy_rows):
+  """The model the robustness gain table is computed against, or None without compared runs:
+  ``config.report.baseline_model``, else the one model of the first compared workdir."""
+  compare = tuple(report_config.compare_workdirs)
+  if not compare:
+    return None
+  models = sorted({row["model"] for row in accuracy_rows})
+  chosen = str(report_config.get("baseline_model", "") or "")
+  if not chosen:
+    first = sorted({row["model"] for row in store.read_accuracy(compare[0])})
+    if len(first) != 1:
+      raise ConfigError(f"{compare[0]} holds the models {first}; name the baseline of the gain "
+                        "table with config.report.baseline_model")
+    chosen = first[0]
+  if chosen not in models:
+    raise ConfigError(f"config.report.baseline_model={chosen!r} is none of the compared models "
+                      f"{models}")
+  return chosen
 
 
 def nearest_snr(wanted: float, available) -> str:
@@ -197,6 +217,8 @@ def write_report(config, workdir) -> dict:
   snr_columns = sorted({key for row in robustness for key in row if key.startswith("collapse_at")},
                        key=lambda key: float(key[len("collapse_at_"):-2]))
   robustness_columns = list(tables.ROBUSTNESS_COLUMNS) + snr_columns
+  baseline = gain_baseline(config.report, accuracy_rows)
+  gains = [] if baseline is None else metrics.gain_table(robustness, baseline)
   pivot = tables.accuracy_pivot(accuracy_rows)
   complexity = [tables.complexity_row(name, swept.spec, swept.variables)
                 for name, swept in models.items()]
@@ -228,6 +250,11 @@ def write_report(config, workdir) -> dict:
     written["training_curves"] = plots.plot_training_curves(
         training_curves, f"{', '.join(own_models)}, {len(fold_curves)} fold(s)",
         out_dir / "training_curves.png")
+  gain_sections = []
+  if baseline is not None:
+    table_files["robustness_gain"] = out_dir / "robustness_gain.csv"
+    files.atomic_write_csv(table_files["robustness_gain"], metrics.GAIN_COLUMNS, gains)
+    written["gain"] = plots.plot_gain(accuracy_rows, baseline, out_dir / "robustness_gain.png")
   confusions, spectrograms = [], []
   swept_files = set(columns["file"][np.isin(columns["model"], own_models)].tolist())
   spectrogram_clip = spectrogram_record(
@@ -256,6 +283,13 @@ def write_report(config, workdir) -> dict:
   robustness_text = ("area: mean accuracy over the SNR range (trapezoid); half-accuracy SNR: where "
                      "accuracy falls to half of clean (interpolated); collapse: share of predictions"
                      " on the most predicted class at an SNR (1.0 = every clip gets one class).")
+  if baseline is not None:
+    gain_sections.append((
+        f"Robustness gain over {baseline}",
+        "Each model minus the baseline, per noise: clean accuracy, area; the half-accuracy SNR "
+        "shift (negative: half of clean accuracy is kept down to a lower SNR); collapse at the "
+        "lowest SNR.",
+        (metrics.GAIN_COLUMNS, gains), [("both curves per noise", link(written["gain"]))]))
   sections = [
       ("Run", summary, None, []),
       ("Accuracy vs SNR", "One panel per noise; dashed lines: each model's clean accuracy.",
@@ -268,6 +302,7 @@ def write_report(config, workdir) -> dict:
           "noise; accuracy_loss_percent: 100 (test - clean) / test.",
           (tables.INFERENCE_VS_TEST_COLUMNS, inference_vs_test), [])] if inference_vs_test
         else []),
+      *gain_sections,
       ("Model complexity", "FLOPs per clip from XLA's cost analysis (frontend + network, batch 1).",
        (tables.COMPLEXITY_COLUMNS, complexity), []),
       ("Nominal noise power per model band", "In-band power of the nominal realisation of each "

@@ -64,13 +64,18 @@ def draw_accuracy(axes, per_model: dict, clean: dict, colors: dict, title: str):
   axes.grid(True, alpha=0.3)
 
 
+def model_colors(models) -> dict:
+  """One tab10 color per model, in the order given."""
+  palette = plt.get_cmap("tab10")
+  return {model: palette(index % 10) for index, model in enumerate(models)}
+
+
 def plot_accuracy_vs_snr(accuracy_rows, out_dir) -> dict:
   """One PNG per noise plus an overview grid; returns ``{'overview': path, noise: path}``."""
   out_dir = pathlib.Path(out_dir)
   curves, clean = curves_by_noise(accuracy_rows)
   models = sorted({model for per_model in curves.values() for model in per_model} | set(clean))
-  palette = plt.get_cmap("tab10")
-  colors = {model: palette(index % 10) for index, model in enumerate(models)}
+  colors = model_colors(models)
   written = {}
   for noise, per_model in curves.items():
     figure, axes = plt.subplots(figsize=(5.5, 3.8))
@@ -81,6 +86,13 @@ def plot_accuracy_vs_snr(accuracy_rows, out_dir) -> dict:
     axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     written[noise] = save(figure, out_dir / f"accuracy_vs_snr_{slug(noise)}.png")
+  written["overview"] = overview_figure(curves, clean, colors, models,
+                                        out_dir / "accuracy_vs_snr.png")
+  return written
+
+
+def overview_figure(curves, clean, colors, models, path, title: str = "") -> pathlib.Path:
+  """One panel per noise of ``curves`` (``curves_by_noise``), a legend of ``models`` on top."""
   columns = min(5, max(1, len(curves)))
   rows = max(1, math.ceil(len(curves) / columns))
   figure, grid = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.7 * rows), squeeze=False,
@@ -94,10 +106,20 @@ def plot_accuracy_vs_snr(accuracy_rows, out_dir) -> dict:
   for axes in grid[:, 0]:
     axes.set_ylabel("accuracy")
   handles = [plt.Line2D([], [], color=colors[m], marker="o", markersize=3) for m in models]
-  figure.legend(handles, models, loc="upper center", ncol=min(4, len(models)), fontsize=8)
-  figure.tight_layout(rect=(0, 0, 1, 0.93))
-  written["overview"] = save(figure, out_dir / "accuracy_vs_snr.png")
-  return written
+  figure.legend(handles, models, loc="upper center", ncol=min(4, len(models)), fontsize=8,
+                title=title or None, title_fontsize=9)
+  figure.tight_layout(rect=(0, 0, 1, 0.93 if not title else 0.9))
+  return save(figure, path)
+
+
+def plot_gain(accuracy_rows, baseline: str, path) -> pathlib.Path:
+  """Accuracy vs SNR per noise of ``baseline`` and every other model, clean accuracy dashed."""
+  curves, clean = curves_by_noise(accuracy_rows)
+  curves = {noise: per_model for noise, per_model in curves.items() if baseline in per_model}
+  models = [baseline] + sorted({m for per_model in curves.values() for m in per_model} - {baseline})
+  colors = model_colors(models)
+  return overview_figure(curves, clean, colors, models, path,
+                         f"robustness gain over {baseline} (dashed: clean accuracy)")
 
 
 def plot_confusion(matrix: np.ndarray, target_ids, names, title: str, path) -> pathlib.Path:

@@ -12,7 +12,7 @@ from jaxnoise.audio import frontends
 from jaxnoise.data import esc50
 from jaxnoise.models import cost, htsat, mobilenet
 from jaxnoise.report import metrics
-from jaxnoise.sweep import noises as sweep_noises
+from jaxnoise.data import noises as sweep_noises
 
 
 def format_value(value, digits: int = 3) -> str:

@@ -7,7 +7,7 @@
    ``config.sweep.inference_root``, as records of ``jaxnoise.data.sources`` (any source), decoded
    once at the model's rate and cut by ``config.data.clip_policy`` (noise is mixed at that length;
    ``engine.model_input`` then fits them to the model as it expects);
-3. the noises by name (``jaxnoise.sweep.noises``);
+3. the noises by name (``jaxnoise.data.noises``);
 4. a ('clips', 'snrs') device mesh over every device of every host, and the compiled engine;
 5. one unit at a time (the clean pass, then each noise realisation), skipping units a previous,
    interrupted run already finished; process 0 writes each unit, then the tidy tables.
@@ -37,7 +37,7 @@ from jaxnoise.runtime import progress as progress_lib
 from jaxnoise.sweep import accuracy
 from jaxnoise.sweep import engine as engine_lib
 from jaxnoise.sweep import model as model_lib
-from jaxnoise.sweep import noises as noise_lib
+from jaxnoise.data import noises as noise_lib
 from jaxnoise.sweep import readout as readout_lib
 from jaxnoise.sweep import sharding, store
 

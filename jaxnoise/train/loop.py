@@ -3,7 +3,8 @@
 For each test fold present in the data, the model is trained on the other folds and scored on it
 (the study's protocol). Everything a run does is a function of ``config.seed``: the variables of a
 model trained from scratch come from ``fold_in(key(seed), fold)``, the batch order of each epoch
-from ``(seed, fold, epoch)`` and every step's augmentation and dropout from ``fold_in(.., step)``.
+from ``(seed, fold, epoch)`` and every step's augmentation (masking, mixup, noise) and dropout
+from ``fold_in(.., step)``.
 A run killed at any point resumes from its last orbax checkpoint and ends with the same variables,
 bit for bit, as one that was never interrupted.
 
@@ -42,13 +43,14 @@ from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import store
 from jaxnoise.runtime import distributed, files
 from jaxnoise.runtime import progress as progress_lib
-from jaxnoise.train import curves, optim
+from jaxnoise.train import curves, noise_augment, optim
 from jaxnoise.train.prepare import Dataset, build_model, load_dataset, with_labels
 from jaxnoise.train.steps import (Placement, augmentation_flags, evaluate, make_eval_step,
                                   make_placement, make_train_step)
 
 
-# Every random draw of a fold's training, recorded with the model it produced (config.json source).
+# Every random draw of a fold's training, recorded with the model it produced (config.json source);
+# noise augmentation, when on, records its own draws there too (source.noise_augment).
 RANDOM_DRAWS = {
     "initial_variables": "split(fold_in(key(seed), fold))[0] (from scratch; a checkpoint's head "
                          "replaced for other classes is initialised from key(seed))",
@@ -116,6 +118,8 @@ def run_settings(config) -> dict:
   """What determines a fold's training; a checkpoint is only resumed by a run with the same."""
   train = {k: v for k, v in config.train.to_dict().items() if k not in NEUTRAL_TRAIN_KEYS}
   data = {k: config.data[k] for k in ("classes", "dropped_class", "convert_audio")}
+  if int(config.data.get("split_folds", 0) or 0):  # a re-split changes which clips are trained on
+    data.update(split_folds=config.data.split_folds, split_seed=config.data.get("split_seed", 0))
   return json.loads(json.dumps({"seed": config.seed, "model": config.model.to_dict(),
                                 "data": data, "train": train}, default=list))
 
@@ -138,8 +142,11 @@ def _check_same_run(fold_dir: pathlib.Path, config):
 
 def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset, fold: int,
                fold_dir: pathlib.Path, placement: Placement,
-               step_callback: Optional[Callable] = None) -> dict:
-  """Trains on every fold but ``fold``, scores ``fold``, saves the model; returns its result."""
+               step_callback: Optional[Callable] = None, noise=None) -> dict:
+  """Trains on every fold but ``fold``, scores ``fold``, saves the model; returns its result.
+
+  ``noise``: ``(augmenter, host bank, description)`` of ``config.train.noise_augment`` or None.
+  """
   _check_same_run(fold_dir, config)
   result_file = fold_dir / "result.json"
   if result_file.is_file() and (fold_dir / "model" / store.CONFIG_FILE).is_file():
@@ -191,7 +198,9 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
       logging.info("fold %d: resumed from the checkpoint at step %d", fold, start)
     rows = {int(r["step"]): r for r in curves.read_curve(fold_dir / "curves.csv")
             if r["step"] <= start}
-    train_step = make_train_step(spec, tx, schedule, train_config, placement)
+    augmenter, noise_bank = (noise[0], placement.replicate(noise[1])) if noise else (None, None)
+    powers = noise_augment.clip_powers(augmenter, data.waveforms[train_index]) if noise else None
+    train_step = make_train_step(spec, tx, schedule, train_config, placement, augmenter)
     eval_step = make_eval_step(spec)
     log_every = max(int(train_config.log_every), 1)
     eval_every = int(train_config.get("eval_every", 0) or 0)
@@ -209,7 +218,9 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
       state, metrics = train_step(state,
                                   placement.shard_batch(data.waveforms[train_index[index]]),
                                   placement.shard_batch(train_labels[index]),
-                                  jax.random.fold_in(train_key, step), use_mask, use_mixup)
+                                  jax.random.fold_in(train_key, step), use_mask, use_mixup,
+                                  noise_bank,
+                                  None if powers is None else placement.shard_batch(powers[index]))
       pending.append(metrics)
       done = step + 1
       if done % log_every == 0 or done == steps:
@@ -263,7 +274,7 @@ def train_fold(config, spec, initial_variables, provenance: dict, data: Dataset,
   store.save_model(fold_dir / "model", spec, final_variables, source={
       **provenance, "trained_on": "ESC-50", "test_fold": fold, "train_folds": train_folds,
       "esc50_targets": list(data.target_ids), "steps": steps, "seed": seed,
-      "random_draws": RANDOM_DRAWS})
+      "random_draws": RANDOM_DRAWS, **({"noise_augment": noise[2]} if noise else {})})
   # Written last and atomically: its presence marks the fold as finished.
   files.atomic_write_text(result_file, json.dumps(result, indent=2))
   return result
@@ -338,6 +349,14 @@ def train(config, workdir, *, spec=None, devices=None,
   data = load_dataset(config, spec, selection)
   if distributed.is_writer():  # once every clip decoded: a run stopped by a bad file writes nothing
     write_data_record(workdir, selection)
+  noise = None
+  if noise_augment.enabled(config.train):
+    pool = noise_augment.resolve_pool(config, selection)
+    augmenter = noise_augment.make_augmenter(config.train, spec, pool)
+    noise = (augmenter, noise_augment.make_bank(augmenter, pool),
+             noise_augment.describe(augmenter, pool))
+    logging.info("noise augmentation: p=%g, SNR U(%g, %g) dB, noises %s", augmenter.probability,
+                 augmenter.snr_low, augmenter.snr_high, ", ".join(augmenter.names))
   present = sources.folds_present(data.records)
   results = {}
   for fold in tuple(config.data.test_folds):
@@ -346,7 +365,7 @@ def train(config, workdir, *, spec=None, devices=None,
       logging.info("test fold %d: no clip of the selected classes in the data; skipped", fold)
       continue
     results[fold] = train_fold(config, spec, initial_variables, provenance, data, fold,
-                               workdir / f"fold{fold}", placement, step_callback)
+                               workdir / f"fold{fold}", placement, step_callback, noise)
   if not results:
     raise JaxnoiseError(f"none of the test folds {tuple(config.data.test_folds)} has clips of the "
                         f"selected classes; folds present: {present}")

@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxnoise.errors import ConfigError
 from jaxnoise.runtime import distributed
-from jaxnoise.train import augment
+from jaxnoise.train import augment, noise_augment
 
 DATA_AXIS = "data"
 AUGMENTATIONS = ("none", "mask", "mixup", "mask+mixup")
@@ -60,12 +60,17 @@ def augmentation_flags(train_config, step: int) -> tuple[bool, bool]:
   return "mask" in kind, "mixup" in kind
 
 
-def make_train_step(spec, tx, schedule, train_config, placement: Placement):
-  """The jitted update ``(state, waveforms, labels, key, use_mask, use_mixup) -> (state, metrics)``.
+def make_train_step(spec, tx, schedule, train_config, placement: Placement, noise_augmenter=None):
+  """The jitted update ``(state, waveforms, labels, key, use_mask, use_mixup, noise_bank=None,
+  clip_powers=None) -> (state, metrics)``.
 
   ``state`` is ``{'step', 'params', 'model_state' (e.g. batch_stats), 'opt_state'}``. The
   augmentation flags are traced, so one compiled step serves every item of the cycle: a step
   without masking selects the unmasked features, one without mixup uses weight 1 (exactly x).
+  With a ``noise_augmenter`` (``jaxnoise.train.noise_augment``), noise from ``noise_bank`` (its
+  device arrays) is mixed into the waveforms ``[batch, samples]`` before the frontend, from
+  ``fold_in(key, NOISE_STREAM)``; the other draws keep their keys. ``clip_powers [batch]``: the
+  clips' band powers, computed once per run (``noise_augment.clip_powers``).
   """
   alpha = float(train_config.mixup_alpha)
   mix_targets = bool(train_config.mixup_targets)
@@ -74,8 +79,12 @@ def make_train_step(spec, tx, schedule, train_config, placement: Placement):
                        freq_masks=int(train_config.freq_masks),
                        freq_mask_width=int(train_config.freq_mask_width))
 
-  def step_fn(state, waveforms, labels, key, use_mask, use_mixup):
+  def step_fn(state, waveforms, labels, key, use_mask, use_mixup, noise_bank=None,
+              clip_powers=None):
     mask_key, mixup_key, dropout_key = jax.random.split(key, 3)
+    if noise_augmenter is not None:
+      waveforms, _ = noise_augmenter(jax.random.fold_in(key, noise_augment.NOISE_STREAM),
+                                     waveforms, noise_bank, clip_powers)
     features = spec.features(waveforms)
     features = jnp.where(use_mask,
                          augment.mask_time_frequency(mask_key, features, **mask_settings), features)

@@ -1,4 +1,5 @@
-"""The noises of a sweep by name, and the realisation each (noise, realisation, clip) gets.
+"""Noises by name (the sweep's, and training's noise pools), and the realisation each (noise,
+realisation, clip) gets.
 
 Names in ``config.sweep.noises`` (and ``config.sweep.noise_paths``):
 
