@@ -103,7 +103,7 @@ def test_run_json_records_every_seed(two_runs):
 
   # Each noisy row names its draw, as the recorded derivation says.
   rows = [row for row in files.read_csv(first / store.RESULTS_FILE) if row["noise"] != "clean"]
-  files = sorted({row["file"] for row in rows})
+  clip_files = sorted({row["file"] for row in rows})
   recordings = sorted(name for name in {row["noise_source"] for row in rows
                                         if row["noise"] == "hum"})
   assert recordings == ["hum0.wav", "hum1.wav"]
@@ -113,5 +113,5 @@ def test_run_json_records_every_seed(two_runs):
       assert row["noise_source"] == (f"seed {SEED} realisation {realisation} clip "
                                      f"{noise_lib.clip_number(row['file'])}")
     else:
-      position = files.index(row["file"])
+      position = clip_files.index(row["file"])
       assert row["noise_source"] == recordings[(position + realisation) % 2]
