@@ -1,6 +1,8 @@
 """config.sweep.precision / config.train.precision: what each mode computes, and the decisions of
 the quickstart model in each mode against 'highest' (the numbers the README quotes)."""
 import dataclasses
+import pathlib
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +14,10 @@ import pytest
 from jaxnoise.models import precision
 from jaxnoise.train import steps
 from test_train import tiny_spec
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # benchmarks/ and configs/ of this checkout
+  sys.path.insert(0, str(REPO_ROOT))
 
 
 def test_bfloat16_computes_in_bfloat16_and_returns_float32():

@@ -160,9 +160,23 @@ def lax_conv(inputs: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
       feature_group_count=inputs.shape[-1] // kernel.shape[2])
 
 
+def tap_views(source: jax.Array, size: int, out_height: int, out_width: int, stride: int):
+  """``(row, column, view)`` for each tap of a ``size`` x ``size`` kernel: ``view[b, i, j, ch] =
+  source[b, row + stride*i, column + stride*j, ch]``, ``[batch, out_height, out_width, channels]``.
+  """
+  batch, channels = source.shape[0], source.shape[-1]
+  for row in range(size):
+    for column in range(size):
+      yield row, column, jax.lax.slice(
+          source, (0, row, column, 0),
+          (batch, row + stride * (out_height - 1) + 1, column + stride * (out_width - 1) + 1,
+           channels),
+          (1, stride, stride, 1))
+
+
 def tap_sum(source: jax.Array, kernel: jax.Array, out_height: int, out_width: int,
             stride: int) -> jax.Array:
-  """``sum over taps (r, c) of source[:, r + stride*i, c + stride*j, :] * kernel[r, c, 0]``.
+  """The sum over taps (r, c) of ``tap_views``' view times ``kernel[r, c, 0]``.
 
   Args:
     source: ``[batch, height, width, channels]``, already padded (no padding is added here).
@@ -172,18 +186,10 @@ def tap_sum(source: jax.Array, kernel: jax.Array, out_height: int, out_width: in
     ``[batch, out_height, out_width, out_channels]``: XLA fuses the k^2 strided views into one
     elementwise loop.
   """
-  size = kernel.shape[0]
-  batch, channels = source.shape[0], source.shape[-1]
   total = None
-  for row in range(size):
-    for column in range(size):
-      view = jax.lax.slice(
-          source, (0, row, column, 0),
-          (batch, row + stride * (out_height - 1) + 1, column + stride * (out_width - 1) + 1,
-           channels),
-          (1, stride, stride, 1))
-      term = view * kernel[row, column, 0]
-      total = term if total is None else total + term
+  for row, column, view in tap_views(source, kernel.shape[0], out_height, out_width, stride):
+    term = view * kernel[row, column, 0]
+    total = term if total is None else total + term
   return total
 
 
@@ -229,7 +235,7 @@ def _shifted_products_backward(stride, residuals, grad):
   inputs, kernel = residuals
   size = kernel.shape[0]
   padding = (size - 1) // 2
-  batch, height, width, channels = inputs.shape
+  _, height, width, channels = inputs.shape
   out_height, out_width = grad.shape[1], grad.shape[2]
   front = size - 1 - padding
   spread = jax.lax.pad(grad, jnp.zeros((), grad.dtype), [
@@ -241,15 +247,8 @@ def _shifted_products_backward(stride, residuals, grad):
   if channels != grad.shape[-1]:  # the stem: every output channel read the one input channel
     input_grad = input_grad.sum(axis=-1, keepdims=True)
   padded = jnp.pad(inputs, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-  taps = []
-  for row in range(size):
-    for column in range(size):
-      view = jax.lax.slice(
-          padded, (0, row, column, 0),
-          (batch, row + stride * (out_height - 1) + 1, column + stride * (out_width - 1) + 1,
-           channels),
-          (1, stride, stride, 1))
-      taps.append(jnp.sum(view * grad, axis=(0, 1, 2)))
+  taps = [jnp.sum(view * grad, axis=(0, 1, 2))
+          for _, _, view in tap_views(padded, size, out_height, out_width, stride)]
   return input_grad, jnp.stack(taps).reshape(kernel.shape).astype(kernel.dtype)
 
 

@@ -4,7 +4,7 @@ On a terminal the line is redrawn in place (a bar, at most every ``tty_interval`
 otherwise it is a plain log record at most every ``log_interval`` seconds (and at the end), so
 logs written to a file stay one parseable record per line::
 
-  12:00:05 INFO sweep 1040/20410 (5%), all pink, 52.1 mixes/s, ETA 0:06:12
+  12:00:05 INFO sweep 1040/20410 (5%), all/pink, 52.1 mixes/s, ETA 0:06:12
 
 The rate counts only the work after the first update, whose time includes compilation; the first
 update instead says how long it took, and the second logs the expected total duration.
@@ -62,7 +62,7 @@ class Progress:
     return (self.total - self.done) / rate if rate > 0 else math.nan
 
   def line(self, extra: str = "") -> str:
-    """The progress text, e.g. 'sweep 1040/20410 (5%), all pink, 52.1 mixes/s, ETA 0:06:12'."""
+    """The progress text, e.g. 'sweep 1040/20410 (5%), all/pink, 52.1 mixes/s, ETA 0:06:12'."""
     share = self.done / self.total if self.total else 1.0
     text = f"{self.label} {self.done}/{self.total} ({share:.0%})"
     if extra:

@@ -277,7 +277,7 @@ def sweep_group(config, group, units, done, inputs, mesh, snrs, unit_store,
     predicted, logits = engine.run(
         noise_for_chunk, unit_snrs, per_clip_noise=per_clip,
         on_chunk=lambda clips, name=unit.name: progress.update(
-            progress.done + clips * len(unit_snrs), f"{group.prefix} {name}"))
+            progress.done + clips * len(unit_snrs), f"{group.prefix}/{name}"))
     seconds = time.time() - started
     sources = maker.sources(unit)
     if unit.noise is not None:
