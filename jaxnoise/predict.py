@@ -121,8 +121,9 @@ def main(argv=None):
     clips = sources.read_named(spec_text).clips
     paths += [pathlib.Path(clip.path) for clip in clips]
     labels += [clip.category for clip in clips]
-  paths, labels = readable(paths, labels, args.skip_bad_files)
+  # The model first: a wrong --checkpoint is named before any audio file is opened.
   spec, variables = store.load_model(args.checkpoint)
+  paths, labels = readable(paths, labels, args.skip_bad_files)
   scores = predict_scores(spec, variables, load_clips(spec, paths, args.first_clip))
   best = top_k(scores, min(args.top_k, spec.num_classes))
   for path, label, row, indices in zip(paths, labels, scores, best):

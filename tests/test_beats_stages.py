@@ -14,7 +14,7 @@ import soundfile
 
 from conftest import REPO_ROOT, override
 from jaxnoise.data import clips as clip_loading
-from jaxnoise.data import esc50, zero_shot
+from jaxnoise.data import sources, zero_shot
 from jaxnoise.models import store
 from jaxnoise.sweep import run as sweep_run
 from jaxnoise.sweep import store as sweep_store
@@ -87,11 +87,12 @@ def test_zero_shot_sweep_from_an_upstream_beats_file(audioset_checkpoint, esc50_
   (converted,) = (tmp_path / "cache" / "models").iterdir()
   spec, variables = store.load_model(converted)
   assert spec.arch == "beats" and spec.output_activation == "sigmoid" and spec.num_classes == 527
-  records = sorted((r for r in esc50.load_metadata(esc50_dir) if r.fold in (2, 5)),
-                   key=lambda r: (r.fold, r.filename))
-  _, label_names, target_ids = esc50.select_classes(records, "esc19", "clock_tick")
+  chosen, label_names, target_ids = sources.select_classes(sources.read_esc50(esc50_dir), "esc19",
+                                                           "clock_tick")
+  records = sorted((c for c in chosen if c.fold in (2, 5)), key=lambda c: (c.fold, c.filename))
   tables = [list(zero_shot.audioset_indices(name)) for name in label_names]
-  waveforms = clip_loading.load_clips(records, esc50_dir, 16000, 80000, None, convert=True)
+  waveforms = np.stack(clip_loading.load_clips([c.path for c in records], 16000, 80000, None,
+                                               convert=True))
   scores = jax.nn.sigmoid(jax.jit(lambda v, x: spec.apply(v, x)["logits"])(variables, waveforms))
   expected = {record.filename: target_ids[int(np.argmax([row[t].max() for t in tables]))]
               for record, row in zip(records, np.asarray(scores))}
