@@ -37,14 +37,12 @@ import numpy as np
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.frontend import load_clips  # pylint: disable=wrong-import-position
-from benchmarks.sweep import matmul_peak  # pylint: disable=wrong-import-position
+from benchmarks.sweep import ESC19_NAMES, matmul_peak  # pylint: disable=wrong-import-position
 from configs import base  # pylint: disable=wrong-import-position
 from jaxnoise.audio import filterbanks  # pylint: disable=wrong-import-position
-from jaxnoise.data import esc50  # pylint: disable=wrong-import-position
 from jaxnoise.models import mobilenet, registry  # pylint: disable=wrong-import-position
 from jaxnoise.train import optim, steps  # pylint: disable=wrong-import-position
 
-_, ESC19_NAMES, _ = esc50.select_classes([], "esc19", "clock_tick")
 MODELS = {  # name: (arch, config overrides, batch size)
     "mn04": ("mn", {"width": 0.4}, 32),
     "mn40": ("mn", {"width": 4.0}, 64),
