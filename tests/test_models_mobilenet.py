@@ -74,15 +74,18 @@ def test_shifted_products_equal_grouped_convolution(kernel_size, stride):
                              reference_conv(inputs[..., :1], stem, stride), atol=1e-5)
 
 
-# Largest differences measured over the four cases: input 7.6e-6, kernel 9.6e-5 (kernel gradients
-# are sums of 4000 products of magnitude ~60, so that is 1.6e-6 relative).
-ATOL = {"input": 2e-5, "kernel": 2e-4}
+# Largest differences measured over the eight cases: input 7.6e-6 absolute; kernel 1.86e-6 of the
+# largest kernel gradient (sums of 2000 products per clip, added one after another in one pass).
+INPUT_ATOL = 1e-5
+KERNEL_RELATIVE_TOLERANCE = 2.5e-6
 
 
+# Batch 9 takes the CPU path that sums the kernel gradient four clips at a time, remainder included.
+@pytest.mark.parametrize("batch", [2, 9])
 @pytest.mark.parametrize("kernel_size, stride", [(3, 1), (3, 2), (5, 1), (5, 2)])
-def test_shifted_products_gradients_equal_grouped_convolution(kernel_size, stride):
+def test_shifted_products_gradients_equal_grouped_convolution(kernel_size, stride, batch):
   """The hand-written backward pass against JAX's autodiff of ``lax.conv_general_dilated``."""
-  inputs = jax.random.normal(jax.random.key(0), (2, 16, 125, 6))
+  inputs = jax.random.normal(jax.random.key(0), (batch, 16, 125, 6))
   cotangent_key = jax.random.key(3)
 
   def gradients(conv, kernel, x):
@@ -99,7 +102,9 @@ def test_shifted_products_gradients_equal_grouped_convolution(kernel_size, strid
     reference = gradients(mobilenet.lax_conv, kernel, x)
     for name, a, b in zip(("input", "kernel"), fast, reference):
       assert a.shape == b.shape, name
-      np.testing.assert_allclose(a, b, atol=ATOL[name], err_msg=name)
+    np.testing.assert_allclose(fast[0], reference[0], atol=INPUT_ATOL)
+    kernel_error = float(jnp.max(jnp.abs(fast[1] - reference[1])) / jnp.max(jnp.abs(reference[1])))
+    assert kernel_error <= KERNEL_RELATIVE_TOLERANCE
 
 
 def test_padding_is_pytorch_symmetric_not_same():

@@ -224,13 +224,33 @@ def _shifted_products_forward(inputs, kernel, stride):
   return shifted_products_conv(inputs, kernel, stride), (inputs, kernel)
 
 
+def kernel_gradient_taps(inputs: jax.Array, grad: jax.Array, size: int, stride: int) -> jax.Array:
+  """``[batch, k*k, channels]``: per clip, the sum over positions of each tap's view of the padded
+  ``inputs [batch, height, width, channels]`` times ``grad [batch, oh, ow, channels]``.
+
+  All taps come from one variadic reduction, a single pass over the data: XLA:CPU hands a plain sum
+  to a library kernel that cannot fuse the strided view, so each tap's view was first written out
+  whole, k^2 extra passes over the layer's largest tensor.
+  """
+  padding = (size - 1) // 2
+  padded = jnp.pad(inputs, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+  products = tuple(view * grad for _, _, view in
+                   tap_views(padded, size, grad.shape[1], grad.shape[2], stride))
+  zeros = (jnp.zeros((), grad.dtype),) * len(products)
+  sums = jax.lax.reduce(products, zeros, lambda totals, terms: tuple(
+      total + term for total, term in zip(totals, terms)), (1, 2))
+  return jnp.stack(sums, axis=1)
+
+
 def _shifted_products_backward(stride, residuals, grad):
   """Gradients of ``shifted_products_conv`` for the output gradient ``grad [batch, oh, ow, out]``.
 
   The input's gradient is the transposed convolution: ``grad`` spread onto the stride's grid
   (``lax.pad`` with interior zeros), padded by ``k - 1 - padding`` in front, and summed over the
   taps of the flipped kernel, one fused loop as the forward pass. The kernel's gradient at tap
-  (r, c) is the sum over batch and positions of that tap's view of the padded input times ``grad``.
+  (r, c) is the sum over batch and positions of that tap's view of the padded input times ``grad``
+  (``kernel_gradient_taps``), a few clips at a time on CPU so that they stay in cache: with both
+  changes mn04's training step took 0.6-0.7x the time of per-tap sums over the whole batch.
   """
   inputs, kernel = residuals
   size = kernel.shape[0]
@@ -246,10 +266,13 @@ def _shifted_products_backward(stride, residuals, grad):
   input_grad = tap_sum(spread, kernel[::-1, ::-1], height, width, 1)
   if channels != grad.shape[-1]:  # the stem: every output channel read the one input channel
     input_grad = input_grad.sum(axis=-1, keepdims=True)
-  padded = jnp.pad(inputs, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-  taps = [jnp.sum(view * grad, axis=(0, 1, 2))
-          for _, _, view in tap_views(padded, size, out_height, out_width, stride)]
-  return input_grad, jnp.stack(taps).reshape(kernel.shape).astype(kernel.dtype)
+  # The barrier keeps XLA from merging the views below with the forward pass's identical ones:
+  # merged, every view became a tensor of its own and the forward pass no longer fused.
+  per_clip = frontends.map_over_clips(
+      functools.partial(kernel_gradient_taps, size=size, stride=stride),
+      jax.lax.optimization_barrier(inputs), grad)
+  taps = per_clip.sum(axis=0)
+  return input_grad, taps.reshape(kernel.shape).astype(kernel.dtype)
 
 
 shifted_products_conv.defvjp(_shifted_products_forward, _shifted_products_backward)
@@ -282,7 +305,8 @@ class Conv(nn.Module):
     if self.algorithm == "feature_group_count":
       return lax_conv(inputs, kernel, self.stride)
     if self.kernel_size == 1 and self.stride == 1:
-      return inputs @ kernel[0, 0]
+      flat = inputs.reshape(-1, in_channels) @ kernel[0, 0]
+      return flat.reshape(*inputs.shape[:-1], self.features)
     if kernel_inputs == 1:
       return shifted_products_conv(inputs, kernel, self.stride)
     return lax_conv(inputs, kernel, self.stride)
