@@ -9,23 +9,50 @@ interleaved rounds), the FLOPs of one step from XLA's cost analysis of the compi
 FLOP/s achieved as a share of a float32 matmul peak measured in the same rounds. Timings are
 printed, never asserted.
 
-With ``--efficientat PATH`` (a checkout of github.com/fschmid56/EfficientAT, not part of this
-repository) the mn models are also timed in PyTorch, interleaved with the JAX step: upstream's
-``get_model`` is imported from PATH and trained as upstream's ex_esc50.py does (log-mel frontend,
-forward, cross entropy, backward, Adam step). The frontend is written here in torch, as upstream's
-AugmentMelSTFT computes it without augmentation (pre-emphasis, 1024-point STFT with an 800-sample
-Hann window, hop 320, 128 Kaldi mels, ``(log(x + 1e-5) + 4.5) / 5``), so torchaudio is not needed;
-upstream's blocks use torchvision's ``ConvNormActivation``, and where torchvision cannot be imported
-(no build matching the installed torch) ``conv_norm_activation_shim`` stands in for it with the
-same layers (convolution, normalisation, activation) written here.
+PyTorch baselines (``benchmarks/torch_baselines.py``). Given a checkout of an upstream repository
+(none is part of this one: each is imported at run time from PATH), its model of the family is built
+with the ESC-19 head, trained on the CPU as upstream's training script trains it (train mode,
+upstream's loss, backward, upstream's optimiser at a fixed learning rate, zero_grad), timed in the
+same interleaved rounds as the JAX step, and compared in a line ``ratio jaxnoise / PyTorch (...)``
+(steps/s of jaxnoise over those of PyTorch: above 1 when jaxnoise is faster). What differs from the
+JAX step:
+
+  --efficientat PATH (mn04, mn40): fschmid56/EfficientAT's ``get_model`` as ex_esc50.py trains it.
+      Its log-mel is written here in torch and runs inside the step, as in the JAX step
+      (torchaudio is not needed); a stand-in replaces torchvision's ConvNormActivation where
+      torchvision does not import.
+  --tfnet-repo PATH (cnn10, tfnet): the classes jaxnoise ports, ``Cnn`` and ``TFNet`` of
+      Hadryan/TFNet-for-Environmental-Sound-Classification (util_esc50/net.py), as
+      util_esc50/main.py trains a plain batch. Upstream trains on log-mels computed offline with
+      numpy/librosa, so its step starts from features computed once before the timing (by
+      jaxnoise's frontend, the same normalised log-mel), where the JAX step computes them in every
+      step. Loss: nll on log_softmax; Adam with amsgrad.
+  --panns PATH (cnn10, a second row): PANNs' ``Cnn10`` (qiuqiangkong/audioset_tagging_cnn,
+      pytorch/models.py) built with the study's frontend (44.1 kHz, window 1764, hop 882, 40 mels,
+      50-11025 Hz) on the same waveforms, its torchlibrosa log-mel inside the step. It is NOT the
+      network of jaxnoise's cnn10 (the TFNet repository's ``Cnn``): it adds ``bn0`` (resized from
+      its hard-coded 64 bins to 40), SpecAugment stripes, dropout, ``fc1``, mean + max pooling over
+      time, a sigmoid and binary cross entropy, and gets 251 frames where jaxnoise keeps 250; Adam
+      with amsgrad, lr 1e-3.
+  --htsat-repo PATH (htsat): RetroCirce/HTS-Audio-Transformer's ``HTSAT_Swin_Transformer`` with its
+      esc_config.py, as its Lightning module trains it: the clip doubled to 10 s once before the
+      timing (upstream's data loader does it; jaxnoise's frontend repeats the clip in every step),
+      log-mel, bn0 and SpecAugment stripes inside the model (jaxnoise's HTS-AT has the stripes
+      too), cross entropy, gradient-norm clipping at 1.0, AdamW (lr 1e-3, weight decay 0.05).
+
+The JAX step uses Adam at lr 1e-4 for every family, without clipping; the upstream optimisers'
+element-wise updates cost the same order. Each row's GFLOP/s is the JAX step's FLOPs over that row's
+time. ``--torch-threads N`` sets PyTorch's intra-op threads (its default: one per core), and the
+print-out names the count: on a machine where another process holds a core, PyTorch's default ran
+several times slower than one thread.
 
   python benchmarks/train.py --model mn04 [--batch 32] [--repeats 3] [--efficientat PATH]
+  python benchmarks/train.py --model cnn10 --tfnet-repo PATH [--panns PATH]
+  python benchmarks/train.py --model htsat --htsat-repo PATH
   models: mn04, mn40, cnn10, tfnet, htsat
 """
 import argparse
-import contextlib
 import dataclasses
-import io
 import pathlib
 import sys
 import time
@@ -36,10 +63,10 @@ import numpy as np
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+from benchmarks import torch_baselines  # pylint: disable=wrong-import-position
 from benchmarks.frontend import load_clips  # pylint: disable=wrong-import-position
 from benchmarks.sweep import ESC19_NAMES, matmul_peak  # pylint: disable=wrong-import-position
 from configs import base  # pylint: disable=wrong-import-position
-from jaxnoise.audio import filterbanks  # pylint: disable=wrong-import-position
 from jaxnoise.models import mobilenet, registry  # pylint: disable=wrong-import-position
 from jaxnoise.train import optim, steps  # pylint: disable=wrong-import-position
 
@@ -92,72 +119,38 @@ def jax_step(spec, variables, clips, labels, train_config):
   return run, compile_seconds, float(cost.get("flops", float("nan")))
 
 
-def conv_norm_activation_shim():
-  """Registers a ``torchvision.ops.misc`` module whose ``ConvNormActivation`` builds what
-  torchvision's does: Conv2d (padding (k - 1) // 2 x dilation, a bias only without a norm), then
-  the norm layer and the activation when given."""
-  import types  # pylint: disable=import-outside-toplevel
-  import torch  # pylint: disable=import-outside-toplevel
-
-  class ConvNormActivation(torch.nn.Sequential):
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=None, groups=1,
-                 norm_layer=torch.nn.BatchNorm2d, activation_layer=torch.nn.ReLU, dilation=1,
-                 inplace=True, bias=None):
-      padding = (kernel_size - 1) // 2 * dilation if padding is None else padding
-      layers = [torch.nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
-                                dilation=dilation, groups=groups,
-                                bias=norm_layer is None if bias is None else bias)]
-      if norm_layer is not None:
-        layers.append(norm_layer(out_channels))
-      if activation_layer is not None:
-        layers.append(activation_layer(**({} if inplace is None else {"inplace": inplace})))
-      super().__init__(*layers)
-      self.out_channels = out_channels
-
-  modules = {name: types.ModuleType(name)
-             for name in ("torchvision", "torchvision.ops", "torchvision.ops.misc")}
-  modules["torchvision.ops.misc"].ConvNormActivation = ConvNormActivation
-  modules["torchvision"].ops = modules["torchvision.ops"]
-  modules["torchvision.ops"].misc = modules["torchvision.ops.misc"]
-  sys.modules.update(modules)
+# Command-line flag of an upstream checkout -> the models whose PyTorch step it gives.
+CHECKOUTS = {"efficientat": ("mn04", "mn40"), "tfnet_repo": ("cnn10", "tfnet"),
+             "panns": ("cnn10",), "htsat_repo": ("htsat",)}
+TFNET_REPO_CLASSES = {"cnn10": "Cnn", "tfnet": "TFNet"}  # util_esc50/net.py
 
 
-def torch_step(efficientat: pathlib.Path, width: float, clips, labels):
-  """One upstream EfficientAT training step (imported from ``efficientat``), and its compile
-  time (none: eager PyTorch)."""
-  import torch  # pylint: disable=import-outside-toplevel
-  sys.path.insert(0, str(efficientat))
-  try:
-    import torchvision.ops.misc  # pylint: disable=import-outside-toplevel,unused-import
-  except (ImportError, RuntimeError):
-    conv_norm_activation_shim()
-  with contextlib.chdir(efficientat):  # upstream reads its label table relative to its root
-    from models.mn.model import get_model  # pylint: disable=import-outside-toplevel
-  with contextlib.redirect_stdout(io.StringIO()):  # upstream prints the whole network
-    model = get_model(num_classes=len(ESC19_NAMES), width_mult=width)
-  optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-  waveforms, targets = torch.from_numpy(clips), torch.from_numpy(labels).long()
-  preemphasis = torch.as_tensor([[[-0.97, 1.0]]])
-  window = torch.hann_window(800, periodic=False)
-  bank = torch.from_numpy(filterbanks.kaldi_mel(32000, 1024, 128, 0.0, 15000.0).T.astype("float32"))
-  model.train()
-
-  def mel(x):
-    x = torch.nn.functional.conv1d(x.unsqueeze(1), preemphasis).squeeze(1)
-    spectrum = torch.stft(x, 1024, hop_length=320, win_length=800, window=window, center=True,
-                          return_complex=True)
-    return (torch.log(bank @ spectrum.abs().square() + 1e-5) + 4.5) / 5
-
-  def run():
-    with torch.no_grad():  # the waveform needs no gradient; upstream's graph holds none either
-      features = mel(waveforms).unsqueeze(1)
-    logits, _ = model(features)
-    loss = torch.nn.functional.cross_entropy(logits, targets)
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad()
-
-  return run
+def torch_steps(args, spec, clips, labels) -> dict:
+  """``{row label: run one step}``: the upstream PyTorch steps (``benchmarks/torch_baselines.py``)
+  whose checkouts were given and apply to ``args.model``."""
+  classes = len(ESC19_NAMES)
+  runs = {}
+  for flag, models in CHECKOUTS.items():
+    root = getattr(args, flag)
+    if root is not None and args.model not in models:
+      print(f"--{flag.replace('_', '-')} gives the PyTorch step of {', '.join(models)} only; "
+            f"not used for {args.model}", file=sys.stderr)
+      continue
+    if root is None:
+      continue
+    if flag == "efficientat":
+      runs["PyTorch (EfficientAT)"] = torch_baselines.efficientat(
+          root, MODELS[args.model][1]["width"], clips, labels, classes)
+    elif flag == "tfnet_repo":  # upstream trains on log-mels computed offline: computed here once
+      name = TFNET_REPO_CLASSES[args.model]
+      features = np.asarray(spec.features(jnp.asarray(clips)))
+      runs[f"PyTorch (TFNet repo {name})"] = torch_baselines.tfnet_repo(root, name, features,
+                                                                       labels, classes)
+    elif flag == "panns":
+      runs["PyTorch (PANNs Cnn10)"] = torch_baselines.panns_cnn10(root, clips, labels, classes)
+    elif flag == "htsat_repo":
+      runs["PyTorch (HTS-AT)"] = torch_baselines.htsat(root, clips, labels, classes)
+  return runs
 
 
 def main():
@@ -167,8 +160,18 @@ def main():
   parser.add_argument("--batch", type=int, default=0, help="0: the config's batch size")
   parser.add_argument("--precision", default="highest", help="config.train.precision")
   parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--efficientat", type=pathlib.Path, default=None,
-                      help="a checkout of EfficientAT, for the PyTorch step of the mn models")
+  parser.add_argument("--efficientat", type=pathlib.Path, default=None, metavar="PATH",
+                      help="a checkout of fschmid56/EfficientAT: PyTorch step of mn04, mn40")
+  parser.add_argument("--tfnet-repo", type=pathlib.Path, default=None, metavar="PATH",
+                      help="a checkout of Hadryan/TFNet-for-Environmental-Sound-Classification: "
+                           "PyTorch step of cnn10 (its Cnn) and tfnet")
+  parser.add_argument("--panns", type=pathlib.Path, default=None, metavar="PATH",
+                      help="a checkout of qiuqiangkong/audioset_tagging_cnn: PANNs Cnn10 at the "
+                           "study's 44.1 kHz frontend, a second PyTorch row for cnn10")
+  parser.add_argument("--htsat-repo", type=pathlib.Path, default=None, metavar="PATH",
+                      help="a checkout of RetroCirce/HTS-Audio-Transformer: PyTorch step of htsat")
+  parser.add_argument("--torch-threads", type=int, default=0,
+                      help="torch.set_num_threads for the PyTorch steps; 0: torch's default")
   args = parser.parse_args()
 
   spec, variables = build(args.model, args.precision)
@@ -177,10 +180,8 @@ def main():
   labels = np.arange(batch) % len(ESC19_NAMES)
   train_config = base.get_config().train
   train_config.update(dict(batch_size=batch, augment_cycle=("none",), learning_rate=1e-4))
-  baseline = {}
-  if args.efficientat is not None and MODELS[args.model][0] == "mn":
-    baseline["PyTorch (upstream EfficientAT)"] = torch_step(
-        args.efficientat, MODELS[args.model][1]["width"], clips, labels)
+  baseline = torch_steps(args, spec, clips, labels)
+  torch_threads = torch_baselines.threads(args.torch_threads) if baseline else None
   run_jax, compile_seconds, flops = jax_step(spec, variables, clips, labels, train_config)
   matmul, matmul_flops = matmul_peak()
   runs = {"jaxnoise": run_jax, "matmul": matmul, **baseline}
@@ -199,14 +200,15 @@ def main():
   print(f"  compile (first step): {compile_seconds:.1f} s")
   print(f"  FLOPs per step (XLA cost analysis of the compiled step): {flops / 1e9:.1f} G")
   print(f"  matmul peak, measured in the same rounds (4096^3 float32): {peak / 1e9:.1f} GFLOP/s")
+  if torch_threads:
+    print(f"  PyTorch intra-op threads: {torch_threads} (--torch-threads)")
   print(f"  {'':<32} {'steps/s':>8} {'clips/s':>8} {'GFLOP/s':>8} {'of peak':>8}")
   for name, seconds in best.items():
     achieved = flops / seconds  # the same work in both (the JAX step's FLOPs)
     print(f"  {name:<32} {1 / seconds:8.3f} {batch / seconds:8.1f} {achieved / 1e9:8.1f} "
           f"{achieved / peak:8.1%}")
-  if len(best) > 1:
-    torch_seconds = best["PyTorch (upstream EfficientAT)"]
-    print(f"  ratio jaxnoise / PyTorch: {torch_seconds / best['jaxnoise']:.2f}x")
+  for name in baseline:  # steps/s of jaxnoise over those of PyTorch: > 1 when jaxnoise is faster
+    print(f"  ratio jaxnoise / {name}: {best[name] / best['jaxnoise']:.2f}x")
 
 
 if __name__ == "__main__":
