@@ -17,6 +17,7 @@ device of the ('clips', 'snrs') mesh its own block; chunks are padded to the mes
 last SNR repeated) and the padding is dropped before anything is returned.
 """
 import collections
+import concurrent.futures
 import functools
 
 import jax
@@ -27,6 +28,11 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxnoise.noise import band_power, colored_noise_batch, noise_gain
 from jaxnoise.runtime import distributed
 from jaxnoise.sweep.sharding import CLIP_AXIS, SNR_AXIS
+
+# Compiled calls running at once. On the 2-core CPU, calls from two threads took mn04's sweep from 179
+# to 270 clips x SNRs per second (benchmarks/sweep.py, separate runs) and the quickstart from 150 s
+# to 120 s; accelerators queue the calls anyway.
+CALLS_IN_FLIGHT = 2
 
 
 def model_input(spec, waveform: jax.Array) -> jax.Array:
@@ -232,24 +238,33 @@ class SweepEngine:
     num_snrs = np.asarray(snrs).size
     predicted, logits, pending = [], [], collections.deque()
 
-    def collect():
-      index, outputs = pending.popleft()
+    def compute(index, noise, noise_power):
+      outputs = step(self.variables, self.clip_chunks[index], self.power_chunks[index], noise,
+                     noise_power, snr_array)
       rows = self.chunk_slice(index).stop - self.chunk_slice(index).start
-      predicted.append(distributed.fetch(outputs["predicted"])[:rows, :num_snrs])
+      return rows, {name: distributed.fetch(value)[:rows, :num_snrs]
+                    for name, value in outputs.items()}
+
+    def collect():
+      rows, outputs = pending.popleft().result()
+      predicted.append(outputs["predicted"])
       if self.with_logits:
-        logits.append(distributed.fetch(outputs["logits"])[:rows, :num_snrs])
+        logits.append(outputs["logits"])
       if on_chunk is not None:
         on_chunk(rows)
 
-    # One chunk in flight while the next is dispatched: the devices never wait for the host, and
-    # at most two chunks of noisy clips exist at a time, so memory stays flat.
-    for index in range(self.num_chunks):
-      noise, noise_power = noise_for_chunk(index)
-      pending.append((index, step(self.variables, self.clip_chunks[index],
-                                  self.power_chunks[index], noise, noise_power, snr_array)))
-      if len(pending) > 1:
+    # CALLS_IN_FLIGHT chunks at a time, each called and fetched from a thread of its own: XLA:CPU
+    # runs calls from different threads side by side, while calls queued by one thread run one
+    # after another; memory stays flat. Across hosts one thread keeps every host's gathers
+    # (``distributed.fetch``) in the same order.
+    threads = CALLS_IN_FLIGHT if jax.process_count() == 1 else 1
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+      for index in range(self.num_chunks):
+        noise, noise_power = noise_for_chunk(index)
+        pending.append(pool.submit(compute, index, noise, noise_power))
+        if len(pending) >= CALLS_IN_FLIGHT:
+          collect()
+      while pending:
         collect()
-    while pending:
-      collect()
     return (np.concatenate(predicted),
             np.concatenate(logits) if self.with_logits else None)
