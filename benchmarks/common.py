@@ -13,16 +13,28 @@ def best_seconds(function, repeats: int = 5) -> float:
   return best
 
 
-def interleaved_best(functions: dict, repeats: int = 5) -> dict:
-  """Best time of each named function, alternating between them so machine noise hits all alike."""
+def interleaved_best(functions: dict, repeats: int = 5, settle_seconds: float = 0.0,
+                     calls: dict | None = None) -> dict:
+  """Best time of each named function, alternating between them so machine noise hits all alike.
+
+  ``settle_seconds``: a pause before every timed call. Rounds that alternate between runtimes with
+  their own thread pools (XLA's and PyTorch's OpenMP) need it: a pool's workers keep spinning for
+  a while after its call returns and take a core from the next call (on 2 cores a JAX step right
+  after a PyTorch step ran 1.9x slower than after a 1-s pause). ``calls``: timed calls per round
+  of the named functions (default 1).
+  """
+  calls = calls or {}
   for function in functions.values():
     function()
   best = {name: float("inf") for name in functions}
   for _ in range(repeats):
     for name, function in functions.items():
-      start = time.perf_counter()
-      function()
-      best[name] = min(best[name], time.perf_counter() - start)
+      for _ in range(calls.get(name, 1)):
+        if settle_seconds:
+          time.sleep(settle_seconds)
+        start = time.perf_counter()
+        function()
+        best[name] = min(best[name], time.perf_counter() - start)
   return best
 
 

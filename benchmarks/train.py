@@ -63,7 +63,7 @@ import numpy as np
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-from benchmarks import torch_baselines  # pylint: disable=wrong-import-position
+from benchmarks import common, torch_baselines  # pylint: disable=wrong-import-position
 from benchmarks.frontend import load_clips  # pylint: disable=wrong-import-position
 from benchmarks.sweep import ESC19_NAMES, matmul_peak  # pylint: disable=wrong-import-position
 from configs import base  # pylint: disable=wrong-import-position
@@ -123,6 +123,9 @@ def jax_step(spec, variables, clips, labels, train_config):
 CHECKOUTS = {"efficientat": ("mn04", "mn40"), "tfnet_repo": ("cnn10", "tfnet"),
              "panns": ("cnn10",), "htsat_repo": ("htsat",)}
 TFNET_REPO_CLASSES = {"cnn10": "Cnn", "tfnet": "TFNet"}  # util_esc50/net.py
+# Pause before every timed step: PyTorch's OpenMP workers spin on after its step and took a core
+# from the JAX step that followed (benchmarks/common.interleaved_best).
+SETTLE_SECONDS = 1.0
 
 
 def torch_steps(args, spec, clips, labels) -> dict:
@@ -185,15 +188,8 @@ def main():
   run_jax, compile_seconds, flops = jax_step(spec, variables, clips, labels, train_config)
   matmul, matmul_flops = matmul_peak()
   runs = {"jaxnoise": run_jax, "matmul": matmul, **baseline}
-  for run in runs.values():  # warm up (PyTorch's allocator, the first JAX dispatch)
-    run()
-  best = {name: float("inf") for name in runs}
-  for _ in range(args.repeats):
-    for name, run in runs.items():
-      for _ in range(3 if name == "matmul" else 1):
-        started = time.perf_counter()
-        run()
-        best[name] = min(best[name], time.perf_counter() - started)
+  best = common.interleaved_best(runs, args.repeats, settle_seconds=SETTLE_SECONDS,
+                                 calls={"matmul": 3})
   peak = matmul_flops / best.pop("matmul")
   print(f"\n{args.model} ({spec.arch}) training step, batch {batch} x 5-s clips, precision "
         f"{args.precision}, {jax.devices()[0].platform} x {jax.device_count()}")

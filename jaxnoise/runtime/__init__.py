@@ -4,6 +4,7 @@
   files        atomic writes (a killed run leaves the old file or the new one) and CSV reading
   checkpoints  a config's checkpoint path: downloaded once if it is a known release, converted once
   compile      JAX's persistent compilation cache, set from the config at launch
+  memory       glibc set to keep freed memory, so XLA's per-call temporaries are not faulted in anew
   progress     one rate/ETA line for a long loop (a bar on a terminal, plain log lines otherwise)
 
 Dependencies flow downward only: this package imports models and convert, never a stage.
