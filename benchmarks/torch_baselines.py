@@ -11,10 +11,14 @@ Builders (their docstrings say what each step takes and does): ``efficientat`` (
 MobileNets), ``tfnet_repo`` (the TFNet repository's ``Cnn`` and ``TFNet``), ``panns_cnn10`` (PANNs'
 ``Cnn10``) and ``htsat`` (HTS-AT). Every model runs on the CPU, in float32.
 
+``in_worker(builder, *arguments, threads=N)`` builds and runs such a step in a process of its own,
+driven one step at a time from the benchmark (see its docstring for why).
+
 Nothing here imports torch at module level: ``import benchmarks.torch_baselines`` works without it.
 """
 import contextlib
 import io
+import multiprocessing
 import os
 import pathlib
 import sys
@@ -127,6 +131,50 @@ def threads(count: int) -> int:
   if count > 0:
     torch.set_num_threads(count)
   return torch.get_num_threads()
+
+
+def serve_steps(connection, builder_name: str, arguments: tuple, thread_count: int) -> None:
+  """The worker of ``in_worker``: builds the step, sends its thread count, then runs one step per
+  request until it gets None (an error is sent back as text)."""
+  try:
+    count = threads(thread_count)
+    step = globals()[builder_name](*arguments)
+    connection.send(count)
+    while connection.recv() is not None:
+      step()
+      connection.send(True)
+  except EOFError:  # the benchmark has finished
+    return
+  except Exception as error:  # pylint: disable=broad-except  (reported by the parent)
+    connection.send(f"{type(error).__name__}: {error}")
+
+
+def in_worker(builder, *arguments, thread_count: int = 0):
+  """``(run one step, torch's intra-op thread count)`` of ``builder(*arguments)`` (a builder of this
+  module), built and run in a spawned process; ``run()`` returns once the worker's step is done.
+
+  A benchmark interleaves the rounds of JAX and PyTorch so that changes in the machine's speed hit
+  both, but not in one process: there the JAX step ran 1.5-2.5x slower after a PyTorch step than
+  alone (mn04 on the 2-core CPU: 0.42-0.48 s alone, 0.7-1.9 s interleaved, even after a 3-s pause,
+  with XLA's threads busy the whole time), which measured the two runtimes' interference, not
+  either one. The worker idles on a pipe while the other side runs.
+  """
+  context = multiprocessing.get_context("spawn")
+  parent, child = context.Pipe()
+  worker = context.Process(target=serve_steps, daemon=True,
+                           args=(child, builder.__name__, arguments, thread_count))
+  worker.start()
+  reply = parent.recv()
+  if isinstance(reply, str):
+    raise RuntimeError(f"PyTorch step {builder.__name__} failed in its worker: {reply}")
+
+  def run():
+    parent.send(True)
+    done = parent.recv()
+    if done is not True:
+      raise RuntimeError(f"PyTorch step {builder.__name__} failed in its worker: {done}")
+
+  return run, reply
 
 
 def training_step(model, optimizer, loss_of_batch, clip_norm: float | None = None):

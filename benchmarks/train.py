@@ -68,6 +68,7 @@ from benchmarks.frontend import load_clips  # pylint: disable=wrong-import-posit
 from benchmarks.sweep import ESC19_NAMES, matmul_peak  # pylint: disable=wrong-import-position
 from configs import base  # pylint: disable=wrong-import-position
 from jaxnoise.models import mobilenet, registry  # pylint: disable=wrong-import-position
+from jaxnoise.runtime import memory  # pylint: disable=wrong-import-position
 from jaxnoise.train import optim, steps  # pylint: disable=wrong-import-position
 
 MODELS = {  # name: (arch, config overrides, batch size)
@@ -128,11 +129,12 @@ TFNET_REPO_CLASSES = {"cnn10": "Cnn", "tfnet": "TFNet"}  # util_esc50/net.py
 SETTLE_SECONDS = 1.0
 
 
-def torch_steps(args, spec, clips, labels) -> dict:
-  """``{row label: run one step}``: the upstream PyTorch steps (``benchmarks/torch_baselines.py``)
-  whose checkouts were given and apply to ``args.model``."""
+def torch_steps(args, spec, clips, labels) -> tuple[dict, int | None]:
+  """``({row label: run one step}, torch's intra-op threads)``: the upstream PyTorch steps
+  (``benchmarks/torch_baselines.py``) whose checkouts were given and apply to ``args.model``, each
+  in a worker process (``torch_baselines.in_worker``; in this one with --torch-in-process)."""
   classes = len(ESC19_NAMES)
-  runs = {}
+  builders = {}
   for flag, models in CHECKOUTS.items():
     root = getattr(args, flag)
     if root is not None and args.model not in models:
@@ -142,18 +144,27 @@ def torch_steps(args, spec, clips, labels) -> dict:
     if root is None:
       continue
     if flag == "efficientat":
-      runs["PyTorch (EfficientAT)"] = torch_baselines.efficientat(
-          root, MODELS[args.model][1]["width"], clips, labels, classes)
+      builders["PyTorch (EfficientAT)"] = (torch_baselines.efficientat, root,
+                                           MODELS[args.model][1]["width"], clips, labels, classes)
     elif flag == "tfnet_repo":  # upstream trains on log-mels computed offline: computed here once
       name = TFNET_REPO_CLASSES[args.model]
       features = np.asarray(spec.features(jnp.asarray(clips)))
-      runs[f"PyTorch (TFNet repo {name})"] = torch_baselines.tfnet_repo(root, name, features,
-                                                                       labels, classes)
+      builders[f"PyTorch (TFNet repo {name})"] = (torch_baselines.tfnet_repo, root, name,
+                                                  features, labels, classes)
     elif flag == "panns":
-      runs["PyTorch (PANNs Cnn10)"] = torch_baselines.panns_cnn10(root, clips, labels, classes)
+      builders["PyTorch (PANNs Cnn10)"] = (torch_baselines.panns_cnn10, root, clips, labels,
+                                           classes)
     elif flag == "htsat_repo":
-      runs["PyTorch (HTS-AT)"] = torch_baselines.htsat(root, clips, labels, classes)
-  return runs
+      builders["PyTorch (HTS-AT)"] = (torch_baselines.htsat, root, clips, labels, classes)
+  runs, thread_count = {}, None
+  for label, (builder, *arguments) in builders.items():
+    if args.torch_in_process:
+      thread_count = torch_baselines.threads(args.torch_threads)
+      runs[label] = builder(*arguments)
+    else:
+      runs[label], thread_count = torch_baselines.in_worker(builder, *arguments,
+                                                            thread_count=args.torch_threads)
+  return runs, thread_count
 
 
 def main():
@@ -175,7 +186,10 @@ def main():
                       help="a checkout of RetroCirce/HTS-Audio-Transformer: PyTorch step of htsat")
   parser.add_argument("--torch-threads", type=int, default=0,
                       help="torch.set_num_threads for the PyTorch steps; 0: torch's default")
+  parser.add_argument("--torch-in-process", action="store_true",
+                      help="run the PyTorch steps in this process, not in a worker process each")
   args = parser.parse_args()
+  memory.retain_freed_memory()  # as launch.py does, before XLA's threads start
 
   spec, variables = build(args.model, args.precision)
   batch = args.batch or MODELS[args.model][2]
@@ -183,8 +197,7 @@ def main():
   labels = np.arange(batch) % len(ESC19_NAMES)
   train_config = base.get_config().train
   train_config.update(dict(batch_size=batch, augment_cycle=("none",), learning_rate=1e-4))
-  baseline = torch_steps(args, spec, clips, labels)
-  torch_threads = torch_baselines.threads(args.torch_threads) if baseline else None
+  baseline, torch_threads = torch_steps(args, spec, clips, labels)
   run_jax, compile_seconds, flops = jax_step(spec, variables, clips, labels, train_config)
   matmul, matmul_flops = matmul_peak()
   runs = {"jaxnoise": run_jax, "matmul": matmul, **baseline}
@@ -197,7 +210,8 @@ def main():
   print(f"  FLOPs per step (XLA cost analysis of the compiled step): {flops / 1e9:.1f} G")
   print(f"  matmul peak, measured in the same rounds (4096^3 float32): {peak / 1e9:.1f} GFLOP/s")
   if torch_threads:
-    print(f"  PyTorch intra-op threads: {torch_threads} (--torch-threads)")
+    print(f"  PyTorch intra-op threads: {torch_threads} (--torch-threads), "
+          f"{'in this process' if args.torch_in_process else 'one worker process per step'}")
   print(f"  {'':<32} {'steps/s':>8} {'clips/s':>8} {'GFLOP/s':>8} {'of peak':>8}")
   for name, seconds in best.items():
     achieved = flops / seconds  # the same work in both (the JAX step's FLOPs)
