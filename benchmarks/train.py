@@ -42,9 +42,17 @@ JAX step:
 
 The JAX step uses Adam at lr 1e-4 for every family, without clipping; the upstream optimisers'
 element-wise updates cost the same order. Each row's GFLOP/s is the JAX step's FLOPs over that row's
-time. ``--torch-threads N`` sets PyTorch's intra-op threads (its default: one per core), and the
-print-out names the count: on a machine where another process holds a core, PyTorch's default ran
-several times slower than one thread.
+time. ``--torch-threads N`` sets PyTorch's intra-op threads (its default: one per core).
+
+How the two sides run. The JAX step runs as ``launch.py`` runs it: glibc keeps freed memory
+(``jaxnoise.runtime.memory``) and the CPU is split into the model config's
+``config.train.cpu_devices``
+(``--cpu-devices`` to change it; the header line prints the count). Each PyTorch step runs in a
+worker process of its own (``torch_baselines.in_worker``), driven one step at a time in the same
+interleaved rounds, with a 1-s pause before every timed step: in one process the JAX step ran
+1.5-2.5x slower after a PyTorch step than alone (``--torch-in-process`` shows it), which would
+measure the two runtimes' interference instead of either one. The worker keeps upstream's process as
+it is (glibc's defaults).
 
   python benchmarks/train.py --model mn04 [--batch 32] [--repeats 3] [--efficientat PATH]
   python benchmarks/train.py --model cnn10 --tfnet-repo PATH [--panns PATH]
@@ -53,6 +61,7 @@ several times slower than one thread.
 """
 import argparse
 import dataclasses
+import importlib
 import pathlib
 import sys
 import time
@@ -68,7 +77,7 @@ from benchmarks.frontend import load_clips  # pylint: disable=wrong-import-posit
 from benchmarks.sweep import ESC19_NAMES, matmul_peak  # pylint: disable=wrong-import-position
 from configs import base  # pylint: disable=wrong-import-position
 from jaxnoise.models import mobilenet, registry  # pylint: disable=wrong-import-position
-from jaxnoise.runtime import memory  # pylint: disable=wrong-import-position
+from jaxnoise.runtime import distributed, memory  # pylint: disable=wrong-import-position
 from jaxnoise.train import optim, steps  # pylint: disable=wrong-import-position
 
 MODELS = {  # name: (arch, config overrides, batch size)
@@ -78,6 +87,8 @@ MODELS = {  # name: (arch, config overrides, batch size)
     "tfnet": ("tfnet", {}, 64),
     "htsat": ("htsat", {}, 64),
 }
+CONFIG_FILES = {"mn04": "mn40_as", "mn40": "mn40_as", "cnn10": "cnn10", "tfnet": "tfnet",
+                "htsat": "htsat"}  # configs/<file>.py: its config.train.cpu_devices is the default
 
 
 def build(name: str, precision: str):
@@ -117,7 +128,8 @@ def jax_step(spec, variables, clips, labels, train_config):
                                        False)
     jax.block_until_ready(metrics)
 
-  return run, compile_seconds, float(cost.get("flops", float("nan")))
+  # The cost analysis is that of one device's part of the partitioned step.
+  return run, compile_seconds, float(cost.get("flops", float("nan"))) * placement.size
 
 
 # Command-line flag of an upstream checkout -> the models whose PyTorch step it gives.
@@ -188,8 +200,14 @@ def main():
                       help="torch.set_num_threads for the PyTorch steps; 0: torch's default")
   parser.add_argument("--torch-in-process", action="store_true",
                       help="run the PyTorch steps in this process, not in a worker process each")
+  parser.add_argument("--cpu-devices", type=int, default=-1,
+                      help="config.train.cpu_devices (-1: that of the model's configs/*.py)")
   args = parser.parse_args()
-  memory.retain_freed_memory()  # as launch.py does, before XLA's threads start
+  # As launch.py and the stages do, before XLA's threads start.
+  memory.retain_freed_memory()
+  config_file = importlib.import_module(f"configs.{CONFIG_FILES[args.model]}")
+  distributed.use_cpu_devices(args.cpu_devices if args.cpu_devices >= 0 else
+                              config_file.get_config().train.cpu_devices)
 
   spec, variables = build(args.model, args.precision)
   batch = args.batch or MODELS[args.model][2]

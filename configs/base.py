@@ -94,6 +94,10 @@ def get_config():
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 64            # global: split over all devices
+  # XLA devices training splits the host CPU into, the batch split over them (jaxnoise.runtime.
+  # distributed.use_cpu_devices; a sweep later in the same process keeps them); 0 = JAX's choice
+  # (one, or XLA_FLAGS' --xla_force_host_platform_device_count). No effect on a GPU/TPU backend.
+  config.train.cpu_devices = 0
   config.train.steps = 4500
   config.train.epochs = 0.0               # > 0: this many passes over the training folds instead
   config.train.optimizer = "adam"         # adam | amsgrad | adamw | sgd

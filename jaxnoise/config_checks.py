@@ -54,6 +54,18 @@ def check_precision(value, key: str) -> str:
   return value
 
 
+def check_cpu_devices(train_config):
+  """``config.train.cpu_devices`` is a whole number >= 0 that divides the batch."""
+  count = train_config.get("cpu_devices", 0)
+  if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+    raise ConfigError(f"config.train.cpu_devices must be a whole number >= 0 (0: JAX's choice), "
+                      f"got {count!r}")
+  batch = train_config.get("batch_size", 0)
+  if count > 1 and isinstance(batch, int) and batch % count:
+    raise ConfigError(f"config.train.cpu_devices={count} does not divide config.train.batch_size="
+                      f"{batch}; every device takes an equal share of the batch")
+
+
 def check_compile_cache(config):
   """``config.compile_cache`` is a bool and, when on, ``config.cache_dir`` a folder that can be
   created and written (checked by writing a temporary file there)."""
@@ -123,6 +135,7 @@ def check_noise_augment_config(settings):
 def check_train_config(train_config):
   """The numbers of ``config.train`` (its names are checked by ``jaxnoise.train.loop``)."""
   integer(train_config.batch_size, "config.train.batch_size", 1)
+  check_cpu_devices(train_config)
   if real(train_config.get("epochs", 0.0), "config.train.epochs", 0.0) == 0:
     integer(train_config.steps, "config.train.steps (or set config.train.epochs > 0)", 1)
   real(train_config.learning_rate, "config.train.learning_rate", 0.0, inclusive=False)

@@ -245,6 +245,10 @@ def result_cells(workdir: pathlib.Path):
     ({"modes": ("train",), "train.precision": "half"}, ["config.train.precision", "'half'"]),
     ({"cache_dir": "/dev/null/xla"}, ["config.cache_dir='/dev/null/xla'", "cannot be written",
                                       "--config.compile_cache=False"]),
+    ({"modes": ("train",), "train.cpu_devices": -2},
+     ["config.train.cpu_devices", "whole number >= 0", "-2"]),
+    ({"modes": ("train",), "train.cpu_devices": 3, "train.batch_size": 4},
+     ["config.train.cpu_devices=3 does not divide config.train.batch_size=4"]),
 ])
 def test_launch_refuses_bad_configs_before_any_work(changes, fragments, data_root, model_dir,
                                                     tmp_path, capsys):

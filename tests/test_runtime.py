@@ -148,3 +148,33 @@ def test_retained_memory_is_not_faulted_in_again():
     # Without it every call maps the product anew and faults in each 4-KiB page: measured 32,7xx.
     _, faults = minor_faults_of_a_later_call(retain=False)
     assert faults > 0.95 * TEMPORARY_PAGES
+
+
+CPU_DEVICES_SCRIPT = """
+import logging, sys
+sys.path.insert(0, {root!r})
+import jax
+from jaxnoise.runtime import distributed
+distributed.use_cpu_devices({count})
+first = jax.device_count()
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
+distributed.use_cpu_devices(first + 1)  # JAX runs now: kept, with a warning
+print(first, jax.device_count())
+"""
+
+
+@pytest.mark.parametrize("count, xla_flags, expected, warned", [
+    (2, "", ["2 2"], True),
+    (0, "", ["1 1"], True),
+    (2, "--xla_force_host_platform_device_count=3", ["3 3"], False),  # the explicit flag wins
+])
+def test_use_cpu_devices_before_jax_starts_and_never_after(count, xla_flags, expected, warned):
+  import os  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  script = CPU_DEVICES_SCRIPT.format(root=str(PACKAGE.parent), count=count)
+  env = dict(os.environ, XLA_FLAGS=xla_flags, JAX_PLATFORMS="cpu")
+  lines = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         check=True).stdout.strip().splitlines()
+  assert lines[-1:] == expected
+  assert any("not applied: JAX already runs with" in line for line in lines[:-1]) == warned

@@ -335,6 +335,7 @@ def train(config, workdir, *, spec=None, devices=None,
   check_settings(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  distributed.use_cpu_devices(int(config.train.get("cpu_devices", 0)))
   distributed.initialize(config.distributed)
   placement = make_placement(devices)
   seed = int(config.seed)
