@@ -133,10 +133,14 @@ def threads(count: int) -> int:
   return torch.get_num_threads()
 
 
-def serve_steps(connection, builder_name: str, arguments: tuple, thread_count: int) -> None:
+def serve_steps(connection, builder_name: str, arguments: tuple, thread_count: int,
+                retain_memory: bool) -> None:
   """The worker of ``in_worker``: builds the step, sends its thread count, then runs one step per
   request until it gets None (an error is sent back as text)."""
   try:
+    if retain_memory:
+      from jaxnoise.runtime import memory  # pylint: disable=import-outside-toplevel
+      memory.retain_freed_memory()
     count = threads(thread_count)
     step = globals()[builder_name](*arguments)
     connection.send(count)
@@ -149,9 +153,10 @@ def serve_steps(connection, builder_name: str, arguments: tuple, thread_count: i
     connection.send(f"{type(error).__name__}: {error}")
 
 
-def in_worker(builder, *arguments, thread_count: int = 0):
+def in_worker(builder, *arguments, thread_count: int = 0, retain_memory: bool = False):
   """``(run one step, torch's intra-op thread count)`` of ``builder(*arguments)`` (a builder of this
   module), built and run in a spawned process; ``run()`` returns once the worker's step is done.
+  ``retain_memory``: glibc set as ``jaxnoise.runtime.memory`` sets it, in the worker too.
 
   A benchmark interleaves the rounds of JAX and PyTorch so that changes in the machine's speed hit
   both, but not in one process: there the JAX step ran 1.5-2.5x slower after a PyTorch step than
@@ -162,7 +167,7 @@ def in_worker(builder, *arguments, thread_count: int = 0):
   context = multiprocessing.get_context("spawn")
   parent, child = context.Pipe()
   worker = context.Process(target=serve_steps, daemon=True,
-                           args=(child, builder.__name__, arguments, thread_count))
+                           args=(child, builder.__name__, arguments, thread_count, retain_memory))
   worker.start()
   reply = parent.recv()
   if isinstance(reply, str):

@@ -52,7 +52,7 @@ worker process of its own (``torch_baselines.in_worker``), driven one step at a 
 interleaved rounds, with a 1-s pause before every timed step: in one process the JAX step ran
 1.5-2.5x slower after a PyTorch step than alone (``--torch-in-process`` shows it), which would
 measure the two runtimes' interference instead of either one. The worker keeps upstream's process as
-it is (glibc's defaults).
+it is (glibc's defaults); ``--torch-retain-memory`` gives it jaxnoise's glibc settings too.
 
   python benchmarks/train.py --model mn04 [--batch 32] [--repeats 3] [--efficientat PATH]
   python benchmarks/train.py --model cnn10 --tfnet-repo PATH [--panns PATH]
@@ -174,8 +174,9 @@ def torch_steps(args, spec, clips, labels) -> tuple[dict, int | None]:
       thread_count = torch_baselines.threads(args.torch_threads)
       runs[label] = builder(*arguments)
     else:
-      runs[label], thread_count = torch_baselines.in_worker(builder, *arguments,
-                                                            thread_count=args.torch_threads)
+      runs[label], thread_count = torch_baselines.in_worker(
+          builder, *arguments, thread_count=args.torch_threads,
+          retain_memory=args.torch_retain_memory)
   return runs, thread_count
 
 
@@ -200,6 +201,8 @@ def main():
                       help="torch.set_num_threads for the PyTorch steps; 0: torch's default")
   parser.add_argument("--torch-in-process", action="store_true",
                       help="run the PyTorch steps in this process, not in a worker process each")
+  parser.add_argument("--torch-retain-memory", action="store_true",
+                      help="set glibc in the PyTorch workers as jaxnoise.runtime.memory does")
   parser.add_argument("--cpu-devices", type=int, default=-1,
                       help="config.train.cpu_devices (-1: that of the model's configs/*.py)")
   args = parser.parse_args()
