@@ -20,7 +20,7 @@ from ml_collections import config_flags  # pylint: disable=wrong-import-position
 
 from jaxnoise import cli, preflight  # pylint: disable=wrong-import-position
 from jaxnoise.errors import ConfigError  # pylint: disable=wrong-import-position
-from jaxnoise.runtime import compile_cache, memory  # pylint: disable=wrong-import-position
+from jaxnoise.runtime import compile_cache  # pylint: disable=wrong-import-position
 
 MODES = ("train", "sweep", "report")
 
@@ -104,7 +104,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  # Before the first JAX computation starts XLA's threads: every training step and sweep call then
-  # reuses the pages of the previous one instead of faulting them in (jaxnoise.runtime.memory).
-  memory.retain_freed_memory()
   sys.exit(main(sys.argv))

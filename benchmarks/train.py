@@ -44,15 +44,15 @@ The JAX step uses Adam at lr 1e-4 for every family, without clipping; the upstre
 element-wise updates cost the same order. Each row's GFLOP/s is the JAX step's FLOPs over that row's
 time. ``--torch-threads N`` sets PyTorch's intra-op threads (its default: one per core).
 
-How the two sides run. The JAX step runs as ``launch.py`` runs it: glibc keeps freed memory
-(``jaxnoise.runtime.memory``) and the CPU is split into the model config's
-``config.train.cpu_devices``
-(``--cpu-devices`` to change it; the header line prints the count). Each PyTorch step runs in a
-worker process of its own (``torch_baselines.in_worker``), driven one step at a time in the same
-interleaved rounds, with a 1-s pause before every timed step: in one process the JAX step ran
-1.5-2.5x slower after a PyTorch step than alone (``--torch-in-process`` shows it), which would
-measure the two runtimes' interference instead of either one. The worker keeps upstream's process as
-it is (glibc's defaults); ``--torch-retain-memory`` gives it jaxnoise's glibc settings too.
+How the two sides run. The JAX step runs as the training stage runs it: the CPU split into the model
+config's ``config.train.cpu_devices`` (``--cpu-devices`` to change it; the header line prints the
+count), glibc's defaults unless ``--retain-memory`` (``config.train.retain_freed_memory``,
+``jaxnoise.runtime.memory``). Each PyTorch step runs in a worker process of its own
+(``torch_baselines.in_worker``), driven one step at a time in the same interleaved rounds, with a
+1-s pause before every timed step: in one process the JAX step ran 1.5-2.5x slower after a PyTorch
+step than alone (``--torch-in-process`` shows it), which would measure the two runtimes'
+interference instead of either one. The worker keeps upstream's process as
+it is (glibc's defaults); ``--torch-retain-memory`` gives it the settings of ``--retain-memory``.
 
   python benchmarks/train.py --model mn04 [--batch 32] [--repeats 3] [--efficientat PATH]
   python benchmarks/train.py --model cnn10 --tfnet-repo PATH [--panns PATH]
@@ -201,13 +201,16 @@ def main():
                       help="torch.set_num_threads for the PyTorch steps; 0: torch's default")
   parser.add_argument("--torch-in-process", action="store_true",
                       help="run the PyTorch steps in this process, not in a worker process each")
+  parser.add_argument("--retain-memory", action="store_true",
+                      help="config.train.retain_freed_memory=True for the JAX step")
   parser.add_argument("--torch-retain-memory", action="store_true",
                       help="set glibc in the PyTorch workers as jaxnoise.runtime.memory does")
   parser.add_argument("--cpu-devices", type=int, default=-1,
                       help="config.train.cpu_devices (-1: that of the model's configs/*.py)")
   args = parser.parse_args()
-  # As launch.py and the stages do, before XLA's threads start.
-  memory.retain_freed_memory()
+  # As the training stage does, before XLA's threads start.
+  if args.retain_memory:
+    memory.retain_freed_memory()
   config_file = importlib.import_module(f"configs.{CONFIG_FILES[args.model]}")
   distributed.use_cpu_devices(args.cpu_devices if args.cpu_devices >= 0 else
                               config_file.get_config().train.cpu_devices)

@@ -98,6 +98,11 @@ def get_config():
   # distributed.use_cpu_devices; a sweep later in the same process keeps them); 0 = JAX's choice
   # (one, or XLA_FLAGS' --xla_force_host_platform_device_count). No effect on a GPU/TPU backend.
   config.train.cpu_devices = 0
+  # glibc keeps the memory XLA frees, so a step's temporaries are not faulted in again every step
+  # (jaxnoise.runtime.memory): the mn04 step on one CPU device 1.3-1.5x faster; with two devices
+  # (HTS-AT) it ran slower and the heap kept growing, so it is off unless asked for. Acts only
+  # before JAX's first computation in the process.
+  config.train.retain_freed_memory = False
   config.train.steps = 4500
   config.train.epochs = 0.0               # > 0: this many passes over the training folds instead
   config.train.optimizer = "adam"         # adam | amsgrad | adamw | sgd

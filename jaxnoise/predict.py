@@ -29,7 +29,6 @@ from jaxnoise.audio import io as audio_io
 from jaxnoise.data import sources
 from jaxnoise.errors import AudioError, ConfigError
 from jaxnoise.models import store
-from jaxnoise.runtime import memory
 
 # Clips per compiled call; a shorter last batch is zero-padded so that nothing recompiles.
 BATCH_SIZE = 8
@@ -146,5 +145,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  memory.retain_freed_memory()  # before XLA's threads start (jaxnoise.runtime.memory)
   sys.exit(cli.run_main(main))

@@ -9,10 +9,12 @@ back in from zeroed pages: 240,000 minor faults and about 0.3 s of kernel time p
 ``retain_freed_memory()`` sets glibc's malloc (``mallopt``) to serve every request from its one main
 heap (one arena, no ``mmap``) and never to hand freed memory back to the kernel (no trimming): the
 second call finds the first call's pages mapped. The cost is that the process keeps its peak
-memory until it exits. It changes the whole process and acts only on threads created afterwards
-(an existing thread keeps its arena), so it belongs at the very start of a program that runs JAX,
-before the first JAX computation starts XLA's threads: ``launch.py`` calls it first thing. A no-op
-(returning False) where the C library is not glibc.
+memory until it exits. Where several threads allocate at once it does harm: HTS-AT's step on two
+CPU devices ran 1.3-2.4x slower and kept faulting in new heap (the heap grew), and the quickstart's
+sweep (two calls in flight) took 50 s instead of 44 s. So training asks for it only with
+``config.train.retain_freed_memory`` (one device). It changes the whole process and acts only on
+threads created afterwards (an existing thread keeps its arena): call it before the first JAX
+computation starts XLA's threads. A no-op (returning False) where the C library is not glibc.
 """
 import ctypes
 import ctypes.util
