@@ -30,7 +30,7 @@ def get_config(variant: str = ""):
   config.model.name = "CNN10"
   config.train.batch_size = 64
   # On a CPU, two XLA devices with half the batch each: XLA:CPU runs a device's element-wise work on
-  # one thread, so the training step ran 1.5x (CNN10) faster on the 2-core CPU (benchmarks/train.py).
+  # one thread, so the training step ran 1.23x as fast on the 2-core CPU (benchmarks/train.py).
   config.train.cpu_devices = 2
   config.train.steps = 4500
   config.train.optimizer = "amsgrad"

@@ -34,7 +34,7 @@ def get_config(variant: str = ""):
   config.model.allow_head_mismatch = True
   config.train.batch_size = 64
   # On a CPU, two XLA devices with half the batch each: XLA:CPU runs a device's element-wise work on
-  # one thread, so the training step ran 2.8x faster on the 2-core CPU (benchmarks/train.py).
+  # one thread, so the training step ran 1.20x as fast on the 2-core CPU (benchmarks/train.py).
   config.train.cpu_devices = 2
   config.train.epochs = 100
   config.train.optimizer = "adamw"

@@ -21,8 +21,8 @@ def use_cpu_devices(count: int) -> None:
 
   XLA:CPU runs a device's element-wise passes, reductions and copies on one thread, and only its
   matrix products and convolutions on all cores; with one device per core the batch is split and
-  each half's passes run at once (measured on the 2-core CPU: training steps 1.5x (cnn10) to 2.8x
-  (htsat) faster with 2 devices, mn04's 0.8x; sweeps 0.91-0.97x, so only training sets it).
+  each half's passes run at once (measured on the 2-core CPU: training steps 1.23x (cnn10) and 1.20x
+  (htsat) as fast with 2 devices, mn04's 0.8x; sweeps 0.91-0.97x, so only training sets it).
   Statistics over the batch (BatchNorm, losses) stay those of the whole batch: the split is data
   parallelism inside one program.
   Takes effect only before JAX's first computation in the process, and not over an explicit
