@@ -17,11 +17,9 @@ def interleaved_best(functions: dict, repeats: int = 5, settle_seconds: float = 
                      calls: dict | None = None) -> dict:
   """Best time of each named function, alternating between them so machine noise hits all alike.
 
-  ``settle_seconds``: a pause before every timed call. Rounds that alternate between runtimes with
-  their own thread pools (XLA's and PyTorch's OpenMP) need it: a pool's workers keep spinning for
-  a while after its call returns and take a core from the next call (on 2 cores a JAX step right
-  after a PyTorch step ran 1.9x slower than after a 1-s pause). ``calls``: timed calls per round
-  of the named functions (default 1).
+  ``settle_seconds``: a pause before every timed call, so no call starts while the previous one's
+  work (another process's, a thread pool's) may still be winding down. ``calls``: timed calls per
+  round of the named functions (default 1).
   """
   calls = calls or {}
   for function in functions.values():

@@ -136,7 +136,7 @@ def threads(count: int) -> int:
 def serve_steps(connection, builder_name: str, arguments: tuple, thread_count: int,
                 retain_memory: bool) -> None:
   """The worker of ``in_worker``: builds the step, sends its thread count, then runs one step per
-  request until it gets None (an error is sent back as text)."""
+  request until the benchmark closes the pipe or sends None (an error is sent back as text)."""
   try:
     if retain_memory:
       from jaxnoise.runtime import memory  # pylint: disable=import-outside-toplevel

@@ -51,8 +51,8 @@ count), glibc's defaults unless ``--retain-memory`` (``config.train.retain_freed
 (``torch_baselines.in_worker``), driven one step at a time in the same interleaved rounds, with a
 1-s pause before every timed step: in one process the JAX step ran 1.5-2.5x slower after a PyTorch
 step than alone (``--torch-in-process`` shows it), which would measure the two runtimes'
-interference instead of either one. The worker keeps upstream's process as
-it is (glibc's defaults); ``--torch-retain-memory`` gives it the settings of ``--retain-memory``.
+interference instead of either one. The worker keeps upstream's process as it is (glibc's
+defaults); ``--torch-retain-memory`` gives it the settings of ``--retain-memory``.
 
   python benchmarks/train.py --model mn04 [--batch 32] [--repeats 3] [--efficientat PATH]
   python benchmarks/train.py --model cnn10 --tfnet-repo PATH [--panns PATH]
@@ -136,8 +136,9 @@ def jax_step(spec, variables, clips, labels, train_config):
 CHECKOUTS = {"efficientat": ("mn04", "mn40"), "tfnet_repo": ("cnn10", "tfnet"),
              "panns": ("cnn10",), "htsat_repo": ("htsat",)}
 TFNET_REPO_CLASSES = {"cnn10": "Cnn", "tfnet": "TFNet"}  # util_esc50/net.py
-# Pause before every timed step: PyTorch's OpenMP workers spin on after its step and took a core
-# from the JAX step that followed (benchmarks/common.interleaved_best).
+# Pause before every timed step (benchmarks/common.interleaved_best). It did not cure the slowdown of
+# a JAX step after a PyTorch step in one process (no thread of the process used CPU between the
+# steps); the PyTorch steps' worker processes did.
 SETTLE_SECONDS = 1.0
 
 
