@@ -107,6 +107,7 @@ def test_stages_import_only_downward(layer, forbidden):
 
 
 # A call whose temporaries are one 128 MB product: [16384, 64] @ [64, 2048] in float32, reduced.
+# Prints the minor page faults of each of CALLS calls.
 PAGE_FAULTS_SCRIPT = """
 import resource, sys
 sys.path.insert(0, {root!r})
@@ -116,38 +117,45 @@ import jax, jax.numpy as jnp
 left = jnp.ones((16384, 64), jnp.float32)
 right = jnp.ones((64, 2048), jnp.float32)
 call = jax.jit(lambda a, b: jnp.sin(a @ b).sum())
-for _ in range(10):  # the heap settles within a few calls (the layout of its first frees varies)
+faults = []
+for _ in range({calls}):
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   call(left, right).block_until_ready()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-call(left, right).block_until_ready()
-print(retained, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+  faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(retained, *faults)
 """
 TEMPORARY_PAGES = 16384 * 2048 * 4 // 4096
+CALLS = 40
 
 
-def minor_faults_of_a_later_call(retain: bool) -> tuple[str, int]:
+def minor_faults_of_later_calls(retain: bool) -> tuple[str, list[int]]:
+  """Runs PAGE_FAULTS_SCRIPT in a fresh process; returns what retain_freed_memory returned and the
+  faults of every call after the first (which compiles and grows the heap)."""
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
-  script = PAGE_FAULTS_SCRIPT.format(root=str(PACKAGE.parent), retain=retain)
+  script = PAGE_FAULTS_SCRIPT.format(root=str(PACKAGE.parent), retain=retain, calls=CALLS)
   output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          check=True).stdout.split()
-  return output[-2], int(output[-1])
+                          check=True).stdout.splitlines()[-1].split()
+  return output[0], [int(count) for count in output[2:]]
 
 
-def test_retained_memory_is_not_faulted_in_again():
+def test_retained_memory_is_mostly_not_faulted_in_again():
   import platform  # pylint: disable=import-outside-toplevel
   if platform.libc_ver()[0] != "glibc":
     pytest.skip("retain_freed_memory sets glibc's malloc only")
-  retained, faults = minor_faults_of_a_later_call(retain=True)
+  retained, faults = minor_faults_of_later_calls(retain=True)
   assert retained == "True"
-  # Measured: 0-1 faults (the 32,768 pages of the product stay mapped between calls).
-  assert faults < 100
+  # Measured in 60 processes: 31-39 of the 39 later calls faulted fewer than 100 pages (the
+  # product's 32,768 pages stayed mapped); in the others the heap had to grow by the product
+  # (small allocations between calls had split the freed block), faulting its pages in once.
+  assert sum(count < 100 for count in faults) >= 28, faults
   transparent_huge_pages = pathlib.Path("/sys/kernel/mm/transparent_hugepage/enabled")
   if "[always]" not in (transparent_huge_pages.read_text() if transparent_huge_pages.exists()
                         else ""):
-    # Without it every call maps the product anew and faults in each 4-KiB page: measured 32,7xx.
-    _, faults = minor_faults_of_a_later_call(retain=False)
-    assert faults > 0.95 * TEMPORARY_PAGES
+    # Without it every call maps the product anew and faults in each 4-KiB page: measured
+    # 32,7xx-43,8xx on each of the 39 later calls in 10 processes.
+    _, faults = minor_faults_of_later_calls(retain=False)
+    assert min(faults) > 0.95 * TEMPORARY_PAGES, faults
 
 
 CPU_DEVICES_SCRIPT = """
