@@ -30,6 +30,13 @@ def integer(value, key: str, minimum: int) -> int:
   return int(value)
 
 
+def boolean(value, key: str) -> bool:
+  """``value``; ConfigError unless it is True or False."""
+  if not isinstance(value, bool):
+    raise ConfigError(f"{key} must be True or False, got {value!r}")
+  return value
+
+
 def real(value, key: str, minimum: float, *, inclusive: bool = True) -> float:
   """``value`` as a float; ConfigError unless it is a finite number >= (or >) ``minimum``."""
   fits = (not isinstance(value, bool) and isinstance(value, numbers.Real)
@@ -69,9 +76,7 @@ def check_cpu_devices(train_config):
 def check_compile_cache(config):
   """``config.compile_cache`` is a bool and, when on, ``config.cache_dir`` a folder that can be
   created and written (checked by writing a temporary file there)."""
-  if not isinstance(config.compile_cache, bool):
-    raise ConfigError(f"config.compile_cache must be True or False, got {config.compile_cache!r}")
-  if not config.compile_cache:
+  if not boolean(config.compile_cache, "config.compile_cache"):
     return
   text = str(config.cache_dir or "")
   if not text.strip():
@@ -104,9 +109,7 @@ def check_data_config(data_config):
   source = sources.check_source_name(str(data_config.get("source", "esc50")))
   sources.check_split(data_config)
   clip_loading.check_clip_policy(str(data_config.get("clip_policy", "first")))
-  if not isinstance(data_config.get("skip_bad_files", False), bool):
-    raise ConfigError(f"config.data.skip_bad_files must be True or False, got "
-                      f"{data_config.skip_bad_files!r}")
+  boolean(data_config.get("skip_bad_files", False), "config.data.skip_bad_files")
   if source == "esc50":
     sources.class_targets(data_config.classes, data_config.dropped_class, esc50.CLASS_NAMES,
                           "ESC-50")
@@ -136,9 +139,6 @@ def check_train_config(train_config):
   """The numbers of ``config.train`` (its names are checked by ``jaxnoise.train.loop``)."""
   integer(train_config.batch_size, "config.train.batch_size", 1)
   check_cpu_devices(train_config)
-  if not isinstance(train_config.get("retain_freed_memory", False), bool):
-    raise ConfigError("config.train.retain_freed_memory must be True or False, got "
-                      f"{train_config.retain_freed_memory!r}")
   if real(train_config.get("epochs", 0.0), "config.train.epochs", 0.0) == 0:
     integer(train_config.steps, "config.train.steps (or set config.train.epochs > 0)", 1)
   real(train_config.learning_rate, "config.train.learning_rate", 0.0, inclusive=False)

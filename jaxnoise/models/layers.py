@@ -52,9 +52,91 @@ class BatchNorm(nn.Module):
     return (inputs - mean) * (scale * jax.lax.rsqrt(var + self.epsilon)) + bias
 
 
-def conv3x3(features: int, name: str) -> nn.Conv:
+def _convolve_same(inputs: jax.Array, kernel: jax.Array) -> jax.Array:
+  """``[batch, height, width, in]`` * ``[3, 3, in, out]`` -> ``[batch, height, width, out]``."""
+  return jax.lax.conv_general_dilated(inputs, kernel, (1, 1), ((1, 1), (1, 1)),
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def kernel_gradient_by_shifts(inputs: jax.Array, output_gradient: jax.Array) -> jax.Array:
+  """The kernel gradient of ``_convolve_same`` as nine shifted products, one matrix per clip.
+
+  ``inputs`` ``[batch, height, width, in]``, ``output_gradient`` ``[batch, height, width, out]``
+  -> ``[3, 3, in, out]``. XLA:CPU computes this gradient as a convolution with a window the size of
+  the whole map, which ran at a fifth of the forward convolution's FLOP/s on CNN10's large maps
+  (``benchmarks/conv_gradients.py``). Here tap (i, j) is ``sum_b input_b[shifted by (i, j)]^T @
+  gradient_b``: the per-clip products give XLA a batch of ordinary matrix products (a single product
+  over all clips contracts hundreds of thousands of rows into a 64 x 64 block, which the matrix
+  kernels do not split across threads). With one input channel the nine shifts are stacked into
+  the channel axis first (one product instead of nine of width one). Sums are float32 whatever the
+  inputs' dtype (bfloat16 mode), as XLA's own gradient accumulates.
+  """
+  _, height, width, in_channels = inputs.shape
+  padded = jnp.pad(inputs, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  shifts = [padded[:, row:row + height, column:column + width, :]
+            for row in range(3) for column in range(3)]
+  if in_channels == 1:
+    taps = jnp.einsum("bhwk,bhwo->bko", jnp.concatenate(shifts, axis=-1), output_gradient,
+                      preferred_element_type=jnp.float32).sum(axis=0)
+  else:
+    taps = jnp.stack([jnp.einsum("bhwi,bhwo->bio", shifted, output_gradient,
+                                 preferred_element_type=jnp.float32).sum(axis=0) for shifted in shifts])
+  return taps.reshape(3, 3, in_channels, output_gradient.shape[-1])
+
+
+@jax.custom_vjp
+def convolve_same_3x3(inputs: jax.Array, kernel: jax.Array) -> jax.Array:
+  """3x3 convolution, stride 1, zero padding 1: ``[b, h, w, in]`` * ``[3, 3, in, out]`` -> ``[b, h, w, out]``.
+
+  The forward pass and the input gradient are XLA's; the kernel gradient is
+  ``kernel_gradient_by_shifts`` on maps of at least ``SHIFTED_KERNEL_GRADIENT_MIN_AREA`` pixels.
+  """
+  return _convolve_same(inputs, kernel)
+
+
+# Below this map area (height x width) XLA's own kernel gradient was faster: CNN10's blocks 3-4
+# (10 x 62, 5 x 31) ran 1.9x and 4.4x faster with it, blocks 1-2 (40 x 250, 20 x 125) 1.5-5x slower.
+SHIFTED_KERNEL_GRADIENT_MIN_AREA = 2000
+
+
+def _convolve_same_forward(inputs, kernel):
+  return _convolve_same(inputs, kernel), (inputs, kernel)
+
+
+def _convolve_same_backward(residuals, output_gradient):
+  inputs, kernel = residuals
+  _, input_vjp = jax.vjp(lambda x: _convolve_same(x, kernel), inputs)
+  (input_gradient,) = input_vjp(output_gradient)
+  if inputs.shape[1] * inputs.shape[2] >= SHIFTED_KERNEL_GRADIENT_MIN_AREA:
+    kernel_gradient = kernel_gradient_by_shifts(inputs, output_gradient)
+  else:
+    _, kernel_vjp = jax.vjp(lambda k: _convolve_same(inputs, k), kernel)
+    (kernel_gradient,) = kernel_vjp(output_gradient)
+  return input_gradient, kernel_gradient.astype(kernel.dtype)
+
+
+convolve_same_3x3.defvjp(_convolve_same_forward, _convolve_same_backward)
+
+
+class Conv3x3(nn.Module):
+  """3x3 convolution, stride 1, zero padding 1 on both axes, no bias (the CNNs' only 3x3 conv).
+
+  The parameter is ``nn.Conv``'s (``kernel``, ``[3, 3, in, out]``); only the kernel gradient is
+  computed differently (``convolve_same_3x3``).
+  """
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (3, 3, x.shape[-1], self.features), jnp.float32)
+    x, kernel = nn.dtypes.promote_dtype(x, kernel)
+    return convolve_same_3x3(x, kernel)
+
+
+def conv3x3(features: int, name: str) -> nn.Module:
   """3x3 convolution, stride 1, zero padding 1 on both axes, no bias (the CNNs' only 3x3 conv)."""
-  return nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, name=name)
+  return Conv3x3(features, name=name)
 
 
 def avg_pool_2x2(x: jax.Array) -> jax.Array:
