@@ -20,7 +20,7 @@ from ml_collections import config_flags  # pylint: disable=wrong-import-position
 
 from jaxnoise import cli, preflight  # pylint: disable=wrong-import-position
 from jaxnoise.errors import ConfigError  # pylint: disable=wrong-import-position
-from jaxnoise.runtime import compile_cache, memory  # pylint: disable=wrong-import-position
+from jaxnoise.runtime import compile_cache  # pylint: disable=wrong-import-position
 
 MODES = ("train", "sweep", "report")
 
@@ -67,13 +67,7 @@ def run(config, workdir) -> None:
           print(f"report: {written['html']}")
 
 
-def main(argv, *, may_restart: bool = False):
-  """Parses ``argv`` and runs the config; returns the exit status.
-
-  ``may_restart``: the process may execute itself again once with glibc asking for huge pages
-  (``config.huge_pages``, ``jaxnoise.runtime.memory``), as when launch.py is the program; a caller
-  that imports ``main`` (tests) keeps its process.
-  """
+def main(argv):
   try:
     flags.FLAGS(argv)
   except flags.Error as error:
@@ -106,12 +100,8 @@ def main(argv, *, may_restart: bool = False):
   # Orbax logs every checkpoint step through absl at INFO; keep the console to jaxnoise's progress.
   logging.getLogger("absl").setLevel(logging.WARNING)
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU/GPU" notices
-  # Before any work: a restarted process repeats everything up to here. A value that is not a bool
-  # keeps the process and is reported by the preflight checks.
-  if may_restart and config.get("huge_pages", True) is True:
-    memory.restart_with_huge_pages()
   return cli.run_main(lambda _: run(config, _WORKDIR.value))
 
 
 if __name__ == "__main__":
-  sys.exit(main(sys.argv, may_restart=True))
+  sys.exit(main(sys.argv))

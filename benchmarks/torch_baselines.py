@@ -133,24 +133,14 @@ def threads(count: int) -> int:
   return torch.get_num_threads()
 
 
-@contextlib.contextmanager
-def environment_variable(name: str, value: str):
-  """``os.environ[name]`` is ``value`` (absent when empty) inside the block, as before after it."""
-  before = os.environ.pop(name, None)
-  if value:
-    os.environ[name] = value
-  try:
-    yield
-  finally:
-    os.environ.pop(name, None)
-    if before is not None:
-      os.environ[name] = before
-
-
-def serve_steps(connection, builder_name: str, arguments: tuple, thread_count: int) -> None:
+def serve_steps(connection, builder_name: str, arguments: tuple, thread_count: int,
+                retain_memory: bool) -> None:
   """The worker of ``in_worker``: builds the step, sends its thread count, then runs one step per
   request until the benchmark closes the pipe or sends None (an error is sent back as text)."""
   try:
+    if retain_memory:
+      from jaxnoise.runtime import memory  # pylint: disable=import-outside-toplevel
+      memory.retain_freed_memory()
     count = threads(thread_count)
     step = globals()[builder_name](*arguments)
     connection.send(count)
@@ -163,11 +153,10 @@ def serve_steps(connection, builder_name: str, arguments: tuple, thread_count: i
     connection.send(f"{type(error).__name__}: {error}")
 
 
-def in_worker(builder, *arguments, thread_count: int = 0, glibc_tunables: str = ""):
+def in_worker(builder, *arguments, thread_count: int = 0, retain_memory: bool = False):
   """``(run one step, torch's intra-op thread count)`` of ``builder(*arguments)`` (a builder of this
   module), built and run in a spawned process; ``run()`` returns once the worker's step is done.
-  ``glibc_tunables``: the worker's ``GLIBC_TUNABLES`` (empty: glibc's defaults), whatever this
-  process has (e.g. ``glibc.malloc.hugetlb=1``, as ``jaxnoise.runtime.memory`` sets for launch.py).
+  ``retain_memory``: glibc set as ``jaxnoise.runtime.memory`` sets it, in the worker too.
 
   A benchmark interleaves the rounds of JAX and PyTorch so that changes in the machine's speed hit
   both, but not in one process: there the JAX step ran 1.5-2.5x slower after a PyTorch step than
@@ -178,9 +167,8 @@ def in_worker(builder, *arguments, thread_count: int = 0, glibc_tunables: str = 
   context = multiprocessing.get_context("spawn")
   parent, child = context.Pipe()
   worker = context.Process(target=serve_steps, daemon=True,
-                           args=(child, builder.__name__, arguments, thread_count))
-  with environment_variable("GLIBC_TUNABLES", glibc_tunables):  # read by the spawned interpreter
-    worker.start()
+                           args=(child, builder.__name__, arguments, thread_count, retain_memory))
+  worker.start()
   reply = parent.recv()
   if isinstance(reply, str):
     raise RuntimeError(f"PyTorch step {builder.__name__} failed in its worker: {reply}")

@@ -46,15 +46,13 @@ time. ``--torch-threads N`` sets PyTorch's intra-op threads (its default: one pe
 
 How the two sides run. The JAX step runs as the training stage runs it: the CPU split into the model
 config's ``config.train.cpu_devices`` (``--cpu-devices`` to change it; the header line prints the
-count), glibc backing large allocations with transparent huge pages as launch.py restarts itself
-to (``config.huge_pages``, ``jaxnoise.runtime.memory``: this script restarts itself the same way;
-``--no-huge-pages`` keeps glibc's defaults). Each PyTorch step runs in a worker process of its own
+count), glibc's defaults unless ``--retain-memory`` (``config.train.retain_freed_memory``,
+``jaxnoise.runtime.memory``). Each PyTorch step runs in a worker process of its own
 (``torch_baselines.in_worker``), driven one step at a time in the same interleaved rounds, with a
 1-s pause before every timed step: in one process the JAX step ran 1.5-2.5x slower after a PyTorch
 step than alone (``--torch-in-process`` shows it), which would measure the two runtimes'
 interference instead of either one. The worker keeps upstream's process as it is (glibc's
-defaults, the ``GLIBC_TUNABLES`` this script was started with); ``--torch-huge-pages`` gives it the
-huge pages too.
+defaults); ``--torch-retain-memory`` gives it the settings of ``--retain-memory``.
 
   python benchmarks/train.py --model mn04 [--batch 32] [--repeats 3] [--efficientat PATH]
   python benchmarks/train.py --model cnn10 --tfnet-repo PATH [--panns PATH]
@@ -64,7 +62,6 @@ huge pages too.
 import argparse
 import dataclasses
 import importlib
-import os
 import pathlib
 import sys
 import time
@@ -145,14 +142,6 @@ TFNET_REPO_CLASSES = {"cnn10": "Cnn", "tfnet": "TFNet"}  # util_esc50/net.py
 SETTLE_SECONDS = 1.0
 
 
-def torch_glibc_tunables(huge_pages: bool) -> str:
-  """The PyTorch workers' ``GLIBC_TUNABLES``: this process's, with or without the huge pages that
-  ``memory.restart_with_huge_pages`` added."""
-  tunables = [item for item in os.environ.get(memory.TUNABLES_VARIABLE, "").split(":")
-              if item and item.split("=")[0] != memory.HUGE_PAGES_TUNABLE]
-  return ":".join(tunables + [memory.HUGE_PAGES_SETTING] * huge_pages)
-
-
 def torch_steps(args, spec, clips, labels) -> tuple[dict, int | None]:
   """``({row label: run one step}, torch's intra-op threads)``: the upstream PyTorch steps
   (``benchmarks/torch_baselines.py``) whose checkouts were given and apply to ``args.model``, each
@@ -188,7 +177,7 @@ def torch_steps(args, spec, clips, labels) -> tuple[dict, int | None]:
     else:
       runs[label], thread_count = torch_baselines.in_worker(
           builder, *arguments, thread_count=args.torch_threads,
-          glibc_tunables=torch_glibc_tunables(args.torch_huge_pages))
+          retain_memory=args.torch_retain_memory)
   return runs, thread_count
 
 
@@ -213,15 +202,16 @@ def main():
                       help="torch.set_num_threads for the PyTorch steps; 0: torch's default")
   parser.add_argument("--torch-in-process", action="store_true",
                       help="run the PyTorch steps in this process, not in a worker process each")
-  parser.add_argument("--no-huge-pages", action="store_true",
-                      help="config.huge_pages=False: glibc's defaults for the JAX step")
-  parser.add_argument("--torch-huge-pages", action="store_true",
-                      help="the PyTorch workers with glibc's huge pages too")
+  parser.add_argument("--retain-memory", action="store_true",
+                      help="config.train.retain_freed_memory=True for the JAX step")
+  parser.add_argument("--torch-retain-memory", action="store_true",
+                      help="set glibc in the PyTorch workers as jaxnoise.runtime.memory does")
   parser.add_argument("--cpu-devices", type=int, default=-1,
                       help="config.train.cpu_devices (-1: that of the model's configs/*.py)")
   args = parser.parse_args()
-  if not args.no_huge_pages:  # as launch.py does
-    memory.restart_with_huge_pages()
+  # As the training stage does, before XLA's threads start.
+  if args.retain_memory:
+    memory.retain_freed_memory()
   config_file = importlib.import_module(f"configs.{CONFIG_FILES[args.model]}")
   distributed.use_cpu_devices(args.cpu_devices if args.cpu_devices >= 0 else
                               config_file.get_config().train.cpu_devices)
@@ -241,8 +231,6 @@ def main():
   peak = matmul_flops / best.pop("matmul")
   print(f"\n{args.model} ({spec.arch}) training step, batch {batch} x 5-s clips, precision "
         f"{args.precision}, {jax.devices()[0].platform} x {jax.device_count()}")
-  print(f"  GLIBC_TUNABLES: jaxnoise {os.environ.get(memory.TUNABLES_VARIABLE, '') or '(none)'}, "
-        f"PyTorch {torch_glibc_tunables(args.torch_huge_pages) or '(none)'}")
   print(f"  compile (first step): {compile_seconds:.1f} s")
   print(f"  FLOPs per step (XLA cost analysis of the compiled step): {flops / 1e9:.1f} G")
   print(f"  matmul peak, measured in the same rounds (4096^3 float32): {peak / 1e9:.1f} GFLOP/s")

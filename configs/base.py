@@ -42,9 +42,6 @@ def get_config():
   # loads the compiled sweep and training step from here instead of compiling them again (tens of
   # seconds per model on a CPU). False compiles every time.
   config.compile_cache = True
-  # launch.py restarts itself once with glibc backing large allocations with transparent huge pages
-  # (jaxnoise.runtime.memory): XLA:CPU's temporaries are then faulted in 2 MiB at a time, not 4 KiB.
-  config.huge_pages = True
   config.cache_dir = "~/.cache/jaxnoise/xla"
 
   config.model = ml_collections.ConfigDict()
@@ -101,6 +98,11 @@ def get_config():
   # distributed.use_cpu_devices; a sweep later in the same process keeps them); 0 = JAX's choice
   # (one, or XLA_FLAGS' --xla_force_host_platform_device_count). No effect on a GPU/TPU backend.
   config.train.cpu_devices = 0
+  # glibc keeps the memory XLA frees, so a step's temporaries are not faulted in again every step
+  # (jaxnoise.runtime.memory): the mn04 step on one CPU device 1.3-1.5x faster; with two devices
+  # (HTS-AT) it ran slower and the heap kept growing, so it is off unless asked for. Acts only
+  # before JAX's first computation in the process.
+  config.train.retain_freed_memory = False
   config.train.steps = 4500
   config.train.epochs = 0.0               # > 0: this many passes over the training folds instead
   config.train.optimizer = "adam"         # adam | amsgrad | adamw | sgd

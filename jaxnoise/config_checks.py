@@ -139,6 +139,7 @@ def check_train_config(train_config):
   """The numbers of ``config.train`` (its names are checked by ``jaxnoise.train.loop``)."""
   integer(train_config.batch_size, "config.train.batch_size", 1)
   check_cpu_devices(train_config)
+  boolean(train_config.get("retain_freed_memory", False), "config.train.retain_freed_memory")
   if real(train_config.get("epochs", 0.0), "config.train.epochs", 0.0) == 0:
     integer(train_config.steps, "config.train.steps (or set config.train.epochs > 0)", 1)
   real(train_config.learning_rate, "config.train.learning_rate", 0.0, inclusive=False)

@@ -45,7 +45,6 @@ def check_config(config, modes, workdir=None) -> None:
   # pylint: disable=import-outside-toplevel
   config_checks.check_seed(config)
   config_checks.check_compile_cache(config)
-  config_checks.boolean(config.get("huge_pages", True), "config.huge_pages")
   config_checks.check_data_config(config.data)
   if "train" in modes:
     from jaxnoise.train import loop

@@ -1,93 +1,52 @@
-"""Backs large allocations with transparent huge pages, so a step's temporaries are not faulted in
-4 KiB at a time.
+"""Keeps the memory XLA:CPU frees inside the process, so a call's temporaries are not faulted in again.
 
-XLA:CPU allocates the temporaries of every call afresh (about 1 GB for mn04's training step at
-batch 32, 4 GB for CNN10's at batch 64) and frees them when the call returns. glibc serves a request
-that large with a fresh ``mmap`` and unmaps it on ``free``, so every call faults the whole buffer in
-again, one 4 KiB page at a time: 240,000 minor faults per mn04 step and a million per CNN10 step on
-the 2-core CPU, a third of the step's CPU time spent in the kernel.
+XLA:CPU allocates the temporaries of every call (984 MB for mn04's training step at batch 32) with
+malloc on one of its worker threads and frees them when the call returns. glibc serves a request
+that large with a fresh ``mmap`` and unmaps it on ``free``, so each call page-faults the whole buffer
+back in from zeroed pages: 240,000 minor faults and about 0.3 s of kernel time per mn04 step on the
+2-core CPU, where the step itself took 0.42 s once the faults were gone.
 
-glibc 2.35 and later can ask the kernel for transparent huge pages (2 MiB) on the memory it maps
-(the tunable ``glibc.malloc.hugetlb=1``): a buffer is then faulted in 512 times less often. Measured
-with ``benchmarks/train.py``: the mn04 step ran about 2x as fast, CNN10's and HTS-AT's about 1.3-1.5x,
-and the memory is still handed back to the kernel after every call. (Keeping freed memory in the
-process instead, with ``mallopt``, removed the faults on one device but fragmented the heap: it grew
-by a whole step's temporaries now and then, 4 GB at a time for CNN10.)
-
-Tunables are read when a process starts, so ``restart_with_huge_pages`` executes the same command
-again with ``GLIBC_TUNABLES`` extended: ``launch.py`` does this before anything else starts, unless
-``--config.huge_pages=False``. Nothing happens where it cannot help: not Linux or not glibc >= 2.35,
-the kernel's transparent huge pages ``never`` (or ``always``: every large mapping already gets them),
-or the tunable already set (the restarted process, or a user's own choice).
+``retain_freed_memory()`` sets glibc's malloc (``mallopt``) to serve every request from its one main
+heap (one arena, no ``mmap``) and never to hand freed memory back to the kernel (no trimming): the
+next call finds the last call's pages mapped. It is not exact: small allocations between calls
+can split a freed block, and the heap then grows once more by the temporaries' size (a 128 MB
+product: in 60 processes, 31-39 of 39 later calls faulted nothing, and each of the others grew the
+heap once; 400 calls grew it by 2-3 products in all). The cost is that the process keeps its peak
+memory until it exits. Where several threads allocate at once it does harm: HTS-AT's step on two
+CPU devices ran 1.3-2.4x slower and kept faulting in new heap (the heap grew), and the quickstart's
+sweep (two calls in flight) took 50 s instead of 44 s. So training asks for it only with
+``config.train.retain_freed_memory`` (one device). It changes the whole process and acts only on
+threads created afterwards (an existing thread keeps its arena): call it before the first JAX
+computation starts XLA's threads. A no-op (returning False) where the C library is not glibc.
 """
-import logging
-import os
-import pathlib
-import platform
-import sys
+import ctypes
+import ctypes.util
+import functools
 
-TUNABLES_VARIABLE = "GLIBC_TUNABLES"
-HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb"
-HUGE_PAGES_SETTING = f"{HUGE_PAGES_TUNABLE}=1"
-TRANSPARENT_HUGE_PAGES_MODE = pathlib.Path("/sys/kernel/mm/transparent_hugepage/enabled")
-FIRST_GLIBC_WITH_TUNABLE = (2, 35)
-
-
-def transparent_huge_pages_mode() -> str:
-  """The kernel's setting, ``always``, ``madvise`` or ``never``; ``never`` where there is none."""
-  try:
-    text = TRANSPARENT_HUGE_PAGES_MODE.read_text()
-  except OSError:
-    return "never"
-  return text[text.index("[") + 1:text.index("]")] if "[" in text else "never"
+# glibc's mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+M_ARENA_MAX = -8
+# glibc stores mallopt's int as a size_t: -1 is SIZE_MAX, so freed memory at the top of the heap is
+# never handed back. (The int maximum, 2 GiB, was not enough: CNN10's step at batch 64 frees 4 GB at
+# once, and the heap was trimmed and faulted in again on every step, a million faults.)
+NEVER_TRIM = -1
 
 
-def glibc_version() -> tuple[int, ...] | None:
-  """``(major, minor)`` of the C library, or None where it is not glibc."""
-  library, version = platform.libc_ver()
-  if library != "glibc" or not version:
-    return None
-  return tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
-
-
-def huge_pages_environment(environment: dict, mode: str,
-                           glibc: tuple[int, ...] | None) -> dict | None:
-  """The environment to restart with so that glibc asks for huge pages, or None when it would not help.
-
-  Args:
-    environment: the current environment (``os.environ``).
-    mode: the kernel's transparent huge pages setting (``transparent_huge_pages_mode()``).
-    glibc: ``glibc_version()``.
+@functools.cache
+def retain_freed_memory() -> bool:
+  """Sets glibc's malloc to keep freed memory mapped in the process (see the module docstring).
 
   Returns:
-    A copy of ``environment`` whose ``GLIBC_TUNABLES`` also holds ``glibc.malloc.hugetlb=1`` (the
-    tunables already there are kept), or None.
+    True when glibc accepted every setting; False on a C library without ``mallopt`` (macOS, musl).
   """
-  if mode != "madvise" or glibc is None or glibc < FIRST_GLIBC_WITH_TUNABLE:
-    return None
-  tunables = environment.get(TUNABLES_VARIABLE, "")
-  if any(item.split("=")[0] == HUGE_PAGES_TUNABLE for item in tunables.split(":")):
-    return None
-  restarted = dict(environment)
-  restarted[TUNABLES_VARIABLE] = f"{tunables}:{HUGE_PAGES_SETTING}" if tunables else HUGE_PAGES_SETTING
-  return restarted
-
-
-def restart_with_huge_pages() -> None:
-  """Executes this process's command again with glibc asking for huge pages, where that helps.
-
-  Returns only when there is nothing to do; otherwise the process is replaced (same pid, same
-  arguments, same interpreter flags). Call it before any work that would be lost.
-  """
-  if not sys.platform.startswith("linux"):
-    return
-  environment = huge_pages_environment(dict(os.environ), transparent_huge_pages_mode(),
-                                       glibc_version())
-  if environment is None:
-    return
-  logging.info("restarting with %s=%s: glibc backs large allocations with transparent huge pages "
-               "(--config.huge_pages=False: off)", TUNABLES_VARIABLE,
-               environment[TUNABLES_VARIABLE])
-  for stream in (sys.stdout, sys.stderr):
-    stream.flush()
-  os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
+  name = ctypes.util.find_library("c")
+  try:
+    library = ctypes.CDLL(name)
+    mallopt = library.mallopt
+  except (OSError, AttributeError, TypeError):
+    return False
+  mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+  mallopt.restype = ctypes.c_int
+  settings = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, NEVER_TRIM))
+  return all(mallopt(parameter, value) == 1 for parameter, value in settings)

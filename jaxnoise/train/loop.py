@@ -41,7 +41,7 @@ from jaxnoise.data import sources
 from jaxnoise.data.selection import select as select_records, write_data_record
 from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import store
-from jaxnoise.runtime import distributed, files
+from jaxnoise.runtime import distributed, files, memory
 from jaxnoise.runtime import progress as progress_lib
 from jaxnoise.train import curves, noise_augment, optim
 from jaxnoise.train.prepare import Dataset, build_model, load_dataset, with_labels
@@ -335,6 +335,8 @@ def train(config, workdir, *, spec=None, devices=None,
   check_settings(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  if config.train.get("retain_freed_memory", False):
+    memory.retain_freed_memory()
   distributed.use_cpu_devices(int(config.train.get("cpu_devices", 0)))
   distributed.initialize(config.distributed)
   placement = make_placement(devices)
