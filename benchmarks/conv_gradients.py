@@ -5,7 +5,9 @@ stride 1, padding 1) at --batch clips, each of the three products a training ste
 on its own: the forward convolution, the input gradient and the kernel gradient (both from
 ``jax.vjp`` of ``lax.conv_general_dilated``, what autodiff of the models runs). All three do the same
 arithmetic, ``2 x batch x mel x time x in x out x 9`` FLOPs, so their GFLOP/s compare directly, also
-with the float32 matmul peak measured in the same run. Timings are printed, never asserted.
+with the float32 matmul peak measured in the same run. The last column is the kernel gradient the
+models run, ``jaxnoise.models.layers.convolve_same_3x3``'s (shifted per-clip products on large
+maps, XLA's on small ones). Timings are printed, never asserted.
 
   python benchmarks/conv_gradients.py [--batch 16] [--repeats 3]
 """
@@ -20,9 +22,10 @@ import numpy as np
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.sweep import matmul_peak  # pylint: disable=wrong-import-position
+from jaxnoise.models import layers  # pylint: disable=wrong-import-position
 
-# (mel, time, in, out) of the second convolution of each of CNN10's four blocks at 5 s, 40 mels.
-LAYERS = ((40, 250, 64, 64), (20, 125, 128, 128), (10, 62, 256, 256), (5, 31, 512, 512))
+# (mel, time, in, out) at 5 s, 40 mels: CNN10's first convolution, then the second of each block.
+LAYERS = ((40, 250, 1, 64), (40, 250, 64, 64), (20, 125, 128, 128), (10, 62, 256, 256), (5, 31, 512, 512))
 
 
 def convolution(inputs, kernel):
@@ -51,6 +54,8 @@ def main():
       "forward": jax.jit(convolution),
       "input gradient": jax.jit(lambda x, k, g: jax.vjp(lambda x: convolution(x, k), x)[1](g)[0]),
       "kernel gradient": jax.jit(lambda x, k, g: jax.vjp(lambda k: convolution(x, k), k)[1](g)[0]),
+      "jaxnoise kernel": jax.jit(
+          lambda x, k, g: jax.vjp(lambda k: layers.convolve_same_3x3(x, k), k)[1](g)[0]),
   }
   matmul, matmul_flops = matmul_peak()
   peak = matmul_flops / best_seconds(matmul, (), args.repeats)
