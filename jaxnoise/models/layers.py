@@ -59,29 +59,32 @@ def _convolve_same(inputs: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 def kernel_gradient_by_shifts(inputs: jax.Array, output_gradient: jax.Array) -> jax.Array:
-  """The kernel gradient of ``_convolve_same`` as nine shifted products, one matrix per clip.
+  """The kernel gradient of ``_convolve_same`` as nine shifted matrix products per clip.
 
   ``inputs`` ``[batch, height, width, in]``, ``output_gradient`` ``[batch, height, width, out]``
-  -> ``[3, 3, in, out]``. XLA:CPU computes this gradient as a convolution with a window the size of
-  the whole map, which ran at a fifth of the forward convolution's FLOP/s on CNN10's large maps
-  (``benchmarks/conv_gradients.py``). Here tap (i, j) is ``sum_b input_b[shifted by (i, j)]^T @
-  gradient_b``: the per-clip products give XLA a batch of ordinary matrix products (a single product
-  over all clips contracts hundreds of thousands of rows into a 64 x 64 block, which the matrix
-  kernels do not split across threads). With one input channel the nine shifts are stacked into
-  the channel axis first (one product instead of nine of width one). Sums are float32 whatever the
+  -> ``[3, 3, in, out]``. XLA:CPU computes this gradient as a convolution whose window is the whole
+  map, and on CNN10's large maps it ran at a fifth of the forward convolution's FLOP/s
+  (``benchmarks/conv_gradients.py``). Here tap (i, j) is the sum over clips of
+  ``input[shifted by (i, j)]^T @ gradient``, one clip per step of a loop: a clip's shifted copies
+  stay in cache, and each product ``[in, height x width] @ [height x width, out]`` is one the
+  matrix kernels run well (a single product over all clips contracts hundreds of thousands of rows
+  into a 64 x 64 block, which they do not split across threads). Sums are float32 whatever the
   inputs' dtype (bfloat16 mode), as XLA's own gradient accumulates.
   """
   _, height, width, in_channels = inputs.shape
+  out_channels = output_gradient.shape[-1]
   padded = jnp.pad(inputs, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  shifts = [padded[:, row:row + height, column:column + width, :]
-            for row in range(3) for column in range(3)]
-  if in_channels == 1:
-    taps = jnp.einsum("bhwk,bhwo->bko", jnp.concatenate(shifts, axis=-1), output_gradient,
-                      preferred_element_type=jnp.float32).sum(axis=0)
-  else:
-    taps = jnp.stack([jnp.einsum("bhwi,bhwo->bio", shifted, output_gradient,
-                                 preferred_element_type=jnp.float32).sum(axis=0) for shifted in shifts])
-  return taps.reshape(3, 3, in_channels, output_gradient.shape[-1])
+
+  def add_clip(taps, clip):
+    padded_clip, clip_gradient = clip
+    products = [jnp.einsum("hwi,hwo->io", padded_clip[row:row + height, column:column + width],
+                           clip_gradient, preferred_element_type=jnp.float32)
+                for row in range(3) for column in range(3)]
+    return taps + jnp.stack(products), None
+
+  taps, _ = jax.lax.scan(add_clip, jnp.zeros((9, in_channels, out_channels), jnp.float32),
+                         (padded, output_gradient))
+  return taps.reshape(3, 3, in_channels, out_channels)
 
 
 @jax.custom_vjp
@@ -94,8 +97,9 @@ def convolve_same_3x3(inputs: jax.Array, kernel: jax.Array) -> jax.Array:
   return _convolve_same(inputs, kernel)
 
 
-# Below this map area (height x width) XLA's own kernel gradient was faster: CNN10's blocks 3-4
-# (10 x 62, 5 x 31) ran 1.9x and 4.4x faster with it, blocks 1-2 (40 x 250, 20 x 125) 1.5-5x slower.
+# Below this map area (height x width) XLA's own kernel gradient was as fast or faster: on CNN10's
+# blocks 3-4 (10 x 62, 5 x 31; batch 32) XLA 152 and 180 GFLOP/s, the shifted products 122 and 117;
+# on blocks 1-2 (40 x 250, 20 x 125) XLA 33-34, the shifted products 61-97.
 SHIFTED_KERNEL_GRADIENT_MIN_AREA = 2000
 
 
