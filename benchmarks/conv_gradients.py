@@ -25,7 +25,8 @@ from benchmarks.sweep import matmul_peak  # pylint: disable=wrong-import-positio
 from jaxnoise.models import layers  # pylint: disable=wrong-import-position
 
 # (mel, time, in, out) at 5 s, 40 mels: CNN10's first convolution, then the second of each block.
-LAYERS = ((40, 250, 1, 64), (40, 250, 64, 64), (20, 125, 128, 128), (10, 62, 256, 256), (5, 31, 512, 512))
+LAYERS = ((40, 250, 1, 64), (40, 250, 64, 64), (20, 125, 128, 128), (10, 62, 256, 256),
+          (5, 31, 512, 512))
 
 
 def convolution(inputs, kernel):
