@@ -89,7 +89,8 @@ def kernel_gradient_by_shifts(inputs: jax.Array, output_gradient: jax.Array) -> 
 
 @jax.custom_vjp
 def convolve_same_3x3(inputs: jax.Array, kernel: jax.Array) -> jax.Array:
-  """3x3 convolution, stride 1, zero padding 1: ``[b, h, w, in]`` * ``[3, 3, in, out]`` -> ``[b, h, w, out]``.
+  """3x3 convolution, stride 1, zero padding 1: ``[batch, height, width, in]`` * ``[3, 3, in, out]``
+  -> ``[batch, height, width, out]``.
 
   The forward pass and the input gradient are XLA's; the kernel gradient is
   ``kernel_gradient_by_shifts`` on maps of at least ``SHIFTED_KERNEL_GRADIENT_MIN_AREA`` pixels.
