@@ -100,8 +100,9 @@ def get_config():
   config.train.cpu_devices = 0
   # glibc keeps the memory XLA frees, so a step's temporaries are not faulted in again every step
   # (jaxnoise.runtime.memory): the mn04 step on one CPU device 1.3-1.5x faster; with two devices
-  # (HTS-AT) it ran slower and the heap kept growing, so it is off unless asked for. Acts only
-  # before JAX's first computation in the process.
+  # (HTS-AT) it ran slower, and the heap grows by whole steps' temporaries before it settles (CNN10,
+  # batch 64: 5.1 -> 12.5 GB resident in 5 steps), so it is off unless asked for. Acts only before
+  # JAX's first computation in the process.
   config.train.retain_freed_memory = False
   config.train.steps = 4500
   config.train.epochs = 0.0               # > 0: this many passes over the training folds instead
