@@ -150,6 +150,14 @@ TFNET_REPO_CLASSES = {"cnn10": "Cnn", "tfnet": "TFNet"}  # util_esc50/net.py
 SETTLE_SECONDS = 1.0
 
 
+def back_to_back(run, count: int):
+  """``run`` called ``count`` times in a row, as one timed sample."""
+  def run_several():
+    for _ in range(count):
+      run()
+  return run_several
+
+
 def torch_steps(args, spec, clips, labels) -> tuple[dict, int | None]:
   """``({row label: run one step}, torch's intra-op threads)``: the upstream PyTorch steps
   (``benchmarks/torch_baselines.py``) whose checkouts were given and apply to ``args.model``, each
@@ -214,6 +222,9 @@ def main():
                       help="config.train.retain_freed_memory=True for the JAX step")
   parser.add_argument("--torch-retain-memory", action="store_true",
                       help="set glibc in the PyTorch workers as jaxnoise.runtime.memory does")
+  parser.add_argument("--consecutive", type=int, default=4,
+                      help="steps run back to back in each timed sample, as a training loop runs "
+                           "them (the time printed is per step)")
   parser.add_argument("--cpu-devices", type=int, default=-1,
                       help="config.train.cpu_devices (-1: that of the model's configs/*.py)")
   args = parser.parse_args()
@@ -233,9 +244,12 @@ def main():
   baseline, torch_threads = torch_steps(args, spec, clips, labels)
   run_jax, compile_seconds, flops = jax_step(spec, variables, clips, labels, train_config)
   matmul, matmul_flops = matmul_peak()
+  steps_per_sample = {name: args.consecutive for name in ("jaxnoise", *baseline)}
   runs = {"jaxnoise": run_jax, "matmul": matmul, **baseline}
+  runs = {name: back_to_back(run, steps_per_sample.get(name, 1)) for name, run in runs.items()}
   best = common.interleaved_best(runs, args.repeats, settle_seconds=SETTLE_SECONDS,
                                  calls={"matmul": 3})
+  best = {name: seconds / steps_per_sample.get(name, 1) for name, seconds in best.items()}
   peak = matmul_flops / best.pop("matmul")
   print(f"\n{args.model} ({spec.arch}) training step, batch {batch} x 5-s clips, precision "
         f"{args.precision}, {jax.devices()[0].platform} x {jax.device_count()}")

@@ -63,13 +63,16 @@ def kernel_gradient_by_shifts(inputs: jax.Array, output_gradient: jax.Array) -> 
 
   ``inputs`` ``[batch, height, width, in]``, ``output_gradient`` ``[batch, height, width, out]``
   -> ``[3, 3, in, out]``. XLA:CPU computes this gradient as a convolution whose window is the whole
-  map, and on CNN10's large maps it ran at a fifth of the forward convolution's FLOP/s
+  map, and on CNN10's larger maps it ran at a fifth to a half of the forward convolution's FLOP/s
   (``benchmarks/conv_gradients.py``). Here tap (i, j) is the sum over clips of
-  ``input[shifted by (i, j)]^T @ gradient``, one clip per step of a loop: a clip's shifted copies
-  stay in cache, and each product ``[in, height x width] @ [height x width, out]`` is one the
+  ``gradient^T @ input[shifted by (i, j)]``, one clip per step of a loop: a clip's shifted views
+  stay in cache, and each product ``[out, height x width] @ [height x width, in]`` is one the
   matrix kernels run well (a single product over all clips contracts hundreds of thousands of rows
-  into a 64 x 64 block, which they do not split across threads). Sums are float32 whatever the
-  inputs' dtype (bfloat16 mode), as XLA's own gradient accumulates.
+  into a 64 x 64 block, which they do not split across threads). The gradient is the left operand,
+  transposed once per clip: with the shifted input on the left, XLA transposed each of the nine
+  shifted views into a copy of its own, and those copies took as long as the products (1.3-1.5x
+  slower on the 40 x 250 and 20 x 125 maps). Sums are float32 whatever the inputs' dtype (bfloat16
+  mode), as XLA's own gradient accumulates.
   """
   _, height, width, in_channels = inputs.shape
   out_channels = output_gradient.shape[-1]
@@ -77,14 +80,16 @@ def kernel_gradient_by_shifts(inputs: jax.Array, output_gradient: jax.Array) -> 
 
   def add_clip(taps, clip):
     padded_clip, clip_gradient = clip
-    products = [jnp.einsum("hwi,hwo->io", padded_clip[row:row + height, column:column + width],
-                           clip_gradient, preferred_element_type=jnp.float32)
+    gradient_rows = clip_gradient.reshape(height * width, out_channels).T  # [out, pixels]
+    products = [jnp.dot(gradient_rows,
+                        padded_clip[row:row + height, column:column + width].reshape(-1, in_channels),
+                        preferred_element_type=jnp.float32)
                 for row in range(3) for column in range(3)]
     return taps + jnp.stack(products), None
 
-  taps, _ = jax.lax.scan(add_clip, jnp.zeros((9, in_channels, out_channels), jnp.float32),
+  taps, _ = jax.lax.scan(add_clip, jnp.zeros((9, out_channels, in_channels), jnp.float32),
                          (padded, output_gradient))
-  return taps.reshape(3, 3, in_channels, out_channels)
+  return jnp.swapaxes(taps, 1, 2).reshape(3, 3, in_channels, out_channels)
 
 
 @jax.custom_vjp
@@ -99,9 +104,10 @@ def convolve_same_3x3(inputs: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 # Below this map area (height x width) XLA's own kernel gradient was as fast or faster: on CNN10's
-# blocks 3-4 (10 x 62, 5 x 31; batch 32) XLA 152 and 180 GFLOP/s, the shifted products 122 and 117;
-# on blocks 1-2 (40 x 250, 20 x 125) XLA 33-34, the shifted products 61-97.
-SHIFTED_KERNEL_GRADIENT_MIN_AREA = 2000
+# block 4 (5 x 31, batch 32) XLA 179 GFLOP/s, the shifted products 151; on blocks 1-3 (40 x 250,
+# 20 x 125, 10 x 62) XLA 17, 61 and 72, the shifted products 62, 162 and 206
+# (benchmarks/conv_gradients.py, 2026-12-02; on an earlier machine XLA's led on block 3 as well).
+SHIFTED_KERNEL_GRADIENT_MIN_AREA = 500
 
 
 def _convolve_same_forward(inputs, kernel):
