@@ -303,12 +303,16 @@ def reference_convolution(inputs, kernel):
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-@pytest.mark.parametrize("shape, out_channels, shifted", [
-    ((2, 40, 60, 1), 8, True),  # one input channel (CNN10's first convolution)
-    ((2, 40, 60, 5), 6, True),  # a large map: nine shifted products per clip
-    ((3, 10, 12, 4), 3, False),  # a small map: XLA's own kernel gradient
+# Kernel gradients in another summation order than XLA's (float32 sums of 4,800 products): measured
+# error 5.9e-5, 9.3e-5 and 2.4e-4 with largest values 171, 217 and 264 (3.5e-7, 4.3e-7 and 9.3e-7
+# of the largest; the bound is that with a margin); the small map runs XLA's own computation.
+@pytest.mark.parametrize("shape, out_channels, shifted, relative_error", [
+    ((2, 40, 60, 1), 8, True, 4.5e-7),  # one input channel (CNN10's first convolution)
+    ((2, 40, 60, 5), 6, True, 5.5e-7),  # a large map, narrow input: the nine views in one product
+    ((2, 40, 60, 80), 6, True, 1.1e-6),  # a wider input: nine products per clip
+    ((3, 10, 12, 4), 3, False, 0.0),  # a small map: XLA's own kernel gradient
 ])
-def test_convolution_gradients_equal_xla_autodiff(shape, out_channels, shifted):
+def test_convolution_gradients_equal_xla_autodiff(shape, out_channels, shifted, relative_error):
   assert (shape[1] * shape[2] >= layers.SHIFTED_KERNEL_GRADIENT_MIN_AREA) == shifted
   rng = np.random.default_rng(0)
   inputs = jnp.asarray(rng.normal(size=shape), jnp.float32)
@@ -320,11 +324,9 @@ def test_convolution_gradients_equal_xla_autodiff(shape, out_channels, shifted):
   have_inputs, have_kernel = have_vjp(output_gradient)
   want_inputs, want_kernel = want_vjp(output_gradient)
   np.testing.assert_array_equal(have_inputs, want_inputs)
-  # Float32 sums of 4,800 products in another order: measured 8.4e-5 and 9.3e-5, with kernel
-  # gradients up to 171 and 217 (4.9e-7 and 4.3e-7 of the largest); 0 on the small map (the same
-  # computation).
+  assert (9 * shape[-1] <= layers.STACKED_VIEWS_MAX_COLUMNS) == (shape[-1] < 80)
   scale = float(jnp.max(jnp.abs(want_kernel)))
-  np.testing.assert_allclose(have_kernel, want_kernel, rtol=0, atol=6.5e-7 * scale)
+  np.testing.assert_allclose(have_kernel, want_kernel, rtol=0, atol=relative_error * scale)
 
 
 def test_conv3x3_has_the_parameters_of_a_flax_convolution():

@@ -58,21 +58,29 @@ def _convolve_same(inputs: jax.Array, kernel: jax.Array) -> jax.Array:
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
+# Inputs this narrow (CNN10's first block: 1 and 64 channels) give each tap's product an output only
+# `in` columns wide; the nine shifted views side by side, one [pixels, 9 x in] matrix per clip, make
+# one product nine times as wide, which ran 1.3x (64 channels) and 1.7x (1 channel) faster than
+# nine products. Wider inputs ran 1.1x faster as nine products (benchmarks/conv_gradients.py).
+STACKED_VIEWS_MAX_COLUMNS = 9 * 64
+
+
 def kernel_gradient_by_shifts(inputs: jax.Array, output_gradient: jax.Array) -> jax.Array:
-  """The kernel gradient of ``_convolve_same`` as nine shifted matrix products per clip.
+  """The kernel gradient of ``_convolve_same`` as shifted matrix products per clip.
 
   ``inputs`` ``[batch, height, width, in]``, ``output_gradient`` ``[batch, height, width, out]``
   -> ``[3, 3, in, out]``. XLA:CPU computes this gradient as a convolution whose window is the whole
-  map, and on CNN10's larger maps it ran at a fifth to a half of the forward convolution's FLOP/s
+  map, and on CNN10's larger maps it ran at a tenth to a third of the forward convolution's FLOP/s
   (``benchmarks/conv_gradients.py``). Here tap (i, j) is the sum over clips of
   ``gradient^T @ input[shifted by (i, j)]``, one clip per step of a loop: a clip's shifted views
   stay in cache, and each product ``[out, height x width] @ [height x width, in]`` is one the
   matrix kernels run well (a single product over all clips contracts hundreds of thousands of rows
   into a 64 x 64 block, which they do not split across threads). The gradient is the left operand,
-  transposed once per clip: with the shifted input on the left, XLA transposed each of the nine
-  shifted views into a copy of its own, and those copies took as long as the products (1.3-1.5x
-  slower on the 40 x 250 and 20 x 125 maps). Sums are float32 whatever the inputs' dtype (bfloat16
-  mode), as XLA's own gradient accumulates.
+  transposed once per clip into a matrix of its own: with the shifted input on the left, XLA copied
+  each of the nine shifted views into a transposed copy (as slow as the products), and with the
+  transpose fused into the product the product ran 1.2x slower. Narrow inputs stack their nine
+  views into one product (``STACKED_VIEWS_MAX_COLUMNS``). Sums are float32 whatever the inputs'
+  dtype (bfloat16 mode), as XLA's own gradient accumulates.
   """
   _, height, width, in_channels = inputs.shape
   out_channels = output_gradient.shape[-1]
@@ -80,12 +88,16 @@ def kernel_gradient_by_shifts(inputs: jax.Array, output_gradient: jax.Array) -> 
 
   def add_clip(taps, clip):
     padded_clip, clip_gradient = clip
+    views = [padded_clip[row:row + height, column:column + width].reshape(-1, in_channels)
+             for row in range(3) for column in range(3)]
     gradient_rows = clip_gradient.reshape(height * width, out_channels).T  # [out, pixels]
-    products = [jnp.dot(gradient_rows,
-                        padded_clip[row:row + height, column:column + width].reshape(-1, in_channels),
-                        preferred_element_type=jnp.float32)
-                for row in range(3) for column in range(3)]
-    return taps + jnp.stack(products), None
+    if 9 * in_channels <= STACKED_VIEWS_MAX_COLUMNS:
+      stacked = jnp.dot(gradient_rows, jnp.concatenate(views, axis=-1),
+                        preferred_element_type=jnp.float32)  # [out, 9 x in]
+      return taps + stacked.reshape(out_channels, 9, in_channels).transpose(1, 0, 2), None
+    gradient_rows = jax.lax.optimization_barrier(gradient_rows)  # a matrix, not a fused transpose
+    return taps + jnp.stack([jnp.dot(gradient_rows, view, preferred_element_type=jnp.float32)
+                             for view in views]), None
 
   taps, _ = jax.lax.scan(add_clip, jnp.zeros((9, out_channels, in_channels), jnp.float32),
                          (padded, output_gradient))
