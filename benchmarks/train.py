@@ -5,9 +5,10 @@ config's batch size (mn04: 32, the fine-tuning of the issue; the others: configs
 --batch, the step of ``jaxnoise.train.steps.make_train_step`` (frontend, network forward and
 backward, BatchNorm statistics, Adam update; no augmentation, the ESC-19 head) runs on 5-s clips.
 Printed: the first call's compile time, on its own; then steps/s and clips/s (best of --repeats
-interleaved rounds), the FLOPs of one step from XLA's cost analysis of the compiled step, and the
-FLOP/s achieved as a share of a float32 matmul peak measured in the same rounds. Timings are
-printed, never asserted.
+interleaved rounds; each timed sample is --consecutive steps run back to back, as a training loop
+runs them, divided by their number), the FLOPs of one step from XLA's cost analysis of the compiled
+step, and the FLOP/s achieved as a share of a float32 matmul peak measured in the same rounds.
+Timings are printed, never asserted.
 
 PyTorch baselines (``benchmarks/torch_baselines.py``). Given a checkout of an upstream repository
 (none is part of this one: each is imported at run time from PATH), its model of the family is built
@@ -49,12 +50,18 @@ config's ``config.train.cpu_devices`` (``--cpu-devices`` to change it; the heade
 count), glibc's defaults unless ``--retain-memory`` (``config.train.retain_freed_memory``,
 ``jaxnoise.runtime.memory``). Each PyTorch step runs in a worker process of its own
 (``torch_baselines.in_worker``), driven one step at a time in the same interleaved rounds, with a
-1-s pause before every timed step: in one process the JAX step ran 1.5-2.5x slower after a PyTorch
+1-s pause before every timed sample: in one process the JAX step ran 1.5-2.5x slower after a PyTorch
 step than alone (``--torch-in-process`` shows it), which would measure the two runtimes'
-interference instead of either one. The worker keeps upstream's process as it is (glibc's
-defaults); ``--torch-retain-memory`` gives it the settings of ``--retain-memory``.
+interference instead of either one. A sample is several steps (``--consecutive``, default 4) because
+on these virtual machines the first step after a pause pays for its page faults far more than the
+steps after it (mn04 on 2026-12-02: 0.58 steps/s timing single steps, 1.12 four at a time, in runs
+of this script), and a training loop pauses only between epochs; ``--consecutive 1`` times single
+steps. The worker keeps upstream's
+process as it is (glibc's defaults); ``--torch-retain-memory`` gives it the settings of
+``--retain-memory``.
 
-  python benchmarks/train.py --model mn04 [--batch 32] [--repeats 3] [--efficientat PATH]
+  python benchmarks/train.py --model mn04 [--batch 32] [--repeats 3] [--consecutive 4]
+      [--efficientat PATH]
   python benchmarks/train.py --model cnn10 --tfnet-repo PATH [--panns PATH]
   python benchmarks/train.py --model htsat --htsat-repo PATH
   models: mn04, mn40, cnn10, tfnet, htsat
@@ -144,7 +151,7 @@ def jax_step(spec, variables, clips, labels, train_config):
 CHECKOUTS = {"efficientat": ("mn04", "mn40"), "tfnet_repo": ("cnn10", "tfnet"),
              "panns": ("cnn10",), "htsat_repo": ("htsat",)}
 TFNET_REPO_CLASSES = {"cnn10": "Cnn", "tfnet": "TFNet"}  # util_esc50/net.py
-# Pause before every timed step (benchmarks/common.interleaved_best). It did not cure the slowdown of
+# Pause before every timed sample (benchmarks/common.interleaved_best). It did not cure the slowdown of
 # a JAX step after a PyTorch step in one process (no thread of the process used CPU between the
 # steps); the PyTorch steps' worker processes did.
 SETTLE_SECONDS = 1.0
