@@ -112,8 +112,9 @@ def build(name: str, precision: str):
   return spec, jax.jit(spec.init)(jax.random.key(0))
 
 
-def jax_step(spec, variables, clips, labels, train_config):
-  """``(run one step, compile seconds, FLOPs per step)`` of jaxnoise's training step."""
+def jax_step(spec, variables, clips, labels, train_config, with_hlo: bool = False):
+  """``(run one step, compile seconds, FLOPs per step)`` of jaxnoise's training step, and the
+  compiled step's HLO text last ``with_hlo`` (``benchmarks/profile_step.py``)."""
   schedule = optim.learning_rate_schedule(train_config, steps_per_epoch=1.0)
   tx = optim.optimizer(train_config, schedule)
   placement = steps.make_placement()
@@ -144,7 +145,10 @@ def jax_step(spec, variables, clips, labels, train_config):
     jax.block_until_ready(metrics)
 
   # The cost analysis is that of one device's part of the partitioned step.
-  return run, compile_seconds, float(cost.get("flops", float("nan"))) * placement.size
+  flops = float(cost.get("flops", float("nan"))) * placement.size
+  if with_hlo:
+    return run, compile_seconds, flops, compiled.as_text()
+  return run, compile_seconds, flops
 
 
 # Command-line flag of an upstream checkout -> the models whose PyTorch step it gives.
