@@ -2,10 +2,10 @@
 
 Builds the step of ``benchmarks/train.py`` (random weights, the config's batch size and CPU device
 count, or --batch / --cpu-devices), runs it a few times, then traces --steps steps and prints the
-time per step of XLA's operations on its compute threads: first the largest operations by name
+time per step of XLA's operations on its threads: first the largest operations by name
 (``ynn_fusion.32``: a matrix product or convolution; ``copy_*`` / ``transpose_*``: copies;
 ``while``: a loop such as the CNNs' kernel gradient), then grouped by kind (the name without its
-number), with each kind's share of the step's CPU time (step seconds x compute threads). Names
+number), with each kind's share of the step's CPU time (step seconds x the cores the process may use). Names
 are those of the compiled HLO; ``--hlo FILE`` writes its text, where ``%name = shape ...`` says
 which layer an operation belongs to (``metadata={op_name=...}``). Nested operations (the body of a
 loop) are counted both on their own and inside the loop. Timings are printed, never asserted.
@@ -16,6 +16,7 @@ import argparse
 import collections
 import gzip
 import json
+import os
 import pathlib
 import re
 import sys
@@ -35,13 +36,14 @@ from jaxnoise.runtime import distributed  # pylint: disable=wrong-import-positio
 
 # Spans that contain other operations (the executor's own), not operations of the program.
 ENCLOSING = ("ThunkExecutor::Execute", "SlinkyThreadPool::Await")
-# XLA:CPU's threads that run a program's operations.
-COMPUTE_THREAD_PREFIX = "tf_XLAEigen"
+# XLA:CPU's threads, which run a program's operations (its Eigen pool, and the client's threads,
+# which run small operations themselves).
+COMPUTE_THREAD_PREFIX = "tf_XLA"
 
 
-def operation_times(trace_events: list, steps: int) -> tuple[dict, int]:
-  """``({operation name: milliseconds per step}, compute threads)`` summed over the compute
-  threads of a Chrome-format trace (``traceEvents``)."""
+def operation_times(trace_events: list, steps: int) -> dict:
+  """``{operation name: milliseconds per step}`` summed over XLA's threads in a Chrome-format
+  trace (``traceEvents``)."""
   thread_names = {(event["pid"], event["tid"]): event["args"]["name"] for event in trace_events
                   if event.get("ph") == "M" and event.get("name") == "thread_name"}
   compute = {key for key, name in thread_names.items() if name.startswith(COMPUTE_THREAD_PREFIX)}
@@ -50,7 +52,7 @@ def operation_times(trace_events: list, steps: int) -> tuple[dict, int]:
     if (event.get("ph") == "X" and (event["pid"], event["tid"]) in compute
         and not event["name"].startswith(ENCLOSING)):
       totals[event["name"]] += event["dur"] / 1e3 / steps
-  return dict(totals), len(compute)
+  return dict(totals)
 
 
 def by_kind(times: dict) -> dict:
@@ -98,12 +100,14 @@ def main():
     trace_file = sorted(pathlib.Path(directory).rglob("*.trace.json.gz"))[-1]
     with gzip.open(trace_file) as stream:
       events = json.load(stream)["traceEvents"]
-  times, threads = operation_times(events, args.steps)
-  cpu_milliseconds = step_seconds * 1e3 * max(threads, 1)
+  times = operation_times(events, args.steps)
+  cores = len(os.sched_getaffinity(0))
+  cpu_milliseconds = step_seconds * 1e3 * cores
   print(f"\n{args.model} training step, batch {batch}, {jax.device_count()} CPU device(s): "
-        f"{step_seconds:.2f} s per step untraced, {threads} compute threads "
-        f"({cpu_milliseconds / 1e3:.1f} CPU-s per step)")
-  print("  largest operations (ms per step, all compute threads):")
+        f"{step_seconds:.2f} s per step untraced x {cores} cores = "
+        f"{cpu_milliseconds / 1e3:.1f} CPU-s per step; operations found in the trace: "
+        f"{sum(times.values()) / cpu_milliseconds:.0%} of it (counting a loop and its body)")
+  print("  largest operations (ms per step, all of XLA's threads):")
   for name, milliseconds in sorted(times.items(), key=lambda item: -item[1])[:args.top]:
     print(f"  {milliseconds:9.1f}  {name}")
   print("  by kind (ms per step, share of the step's CPU time):")
