@@ -5,10 +5,12 @@ count, or --batch / --cpu-devices), runs it a few times, then traces --steps ste
 time per step of XLA's operations on its threads: first the largest operations by name
 (``ynn_fusion.32``: a matrix product or convolution; ``copy_*`` / ``transpose_*``: copies;
 ``while``: a loop such as the CNNs' kernel gradient), then grouped by kind (the name without its
-number), with each kind's share of the step's CPU time (step seconds x the cores the process may use). Names
-are those of the compiled HLO; ``--hlo FILE`` writes its text, where ``%name = shape ...`` says
-which layer an operation belongs to (``metadata={op_name=...}``). Nested operations (the body of a
-loop) are counted both on their own and inside the loop. Timings are printed, never asserted.
+number), with each kind's share of the step's CPU time (step seconds x the cores the process may
+use). Names are those of the compiled HLO; ``--hlo FILE`` writes its text, where
+``%name = shape ...`` says which layer an operation belongs to (``metadata={op_name=...}``). Nested
+operations (the body of a loop) are counted both on their own and inside the loop, and what no
+operation covers (dispatch, idle cores, page faults) is in no row. Timings are printed, never
+asserted.
 
   python benchmarks/profile_step.py --model cnn10 [--batch 64] [--top 20] [--hlo cnn10.hlo]
 """

@@ -155,8 +155,8 @@ def jax_step(spec, variables, clips, labels, train_config, with_hlo: bool = Fals
 CHECKOUTS = {"efficientat": ("mn04", "mn40"), "tfnet_repo": ("cnn10", "tfnet"),
              "panns": ("cnn10",), "htsat_repo": ("htsat",)}
 TFNET_REPO_CLASSES = {"cnn10": "Cnn", "tfnet": "TFNet"}  # util_esc50/net.py
-# Pause before every timed sample (benchmarks/common.interleaved_best). It did not cure the slowdown of
-# a JAX step after a PyTorch step in one process (no thread of the process used CPU between the
+# Pause before every timed sample (benchmarks/common.interleaved_best). It did not cure the slowdown
+# of a JAX step after a PyTorch step in one process (no thread of the process used CPU between the
 # steps); the PyTorch steps' worker processes did.
 SETTLE_SECONDS = 1.0
 
