@@ -5,6 +5,11 @@ compared, both from the stored input features and end to end from the waveform t
 frontends. Tolerances are those the golden READMEs state for a float32 port.
 """
 import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
 
 import jax
 import flax.linen as nn
@@ -16,6 +21,7 @@ from jaxnoise import convert
 from jaxnoise.errors import ConfigError
 from jaxnoise.models import layers, registry, summary
 
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHECKPOINTS = {
     "cnn10": "cnn10/cnn10_random_19cls.pth",
     "tfnet": "tfnet/tfnet_random_19cls.pth",
@@ -304,11 +310,11 @@ def reference_convolution(inputs, kernel):
 
 
 # Kernel gradients in another summation order than XLA's (float32 sums of 4,800 products): measured
-# error 5.9e-5, 9.3e-5 and 2.4e-4 with largest values 171, 217 and 264 (3.5e-7, 4.3e-7 and 9.3e-7
+# error 1.1e-4, 1.4e-4 and 2.4e-4 with largest values 171, 217 and 264 (6.2e-7, 6.3e-7 and 9.3e-7
 # of the largest; the bound is that with a margin); the small map runs XLA's own computation.
 @pytest.mark.parametrize("shape, out_channels, shifted, relative_error", [
-    ((2, 40, 60, 1), 8, True, 4.5e-7),  # one input channel (CNN10's first convolution)
-    ((2, 40, 60, 5), 6, True, 5.5e-7),  # a large map, narrow input: the nine views in one product
+    ((2, 40, 60, 1), 8, True, 7.5e-7),  # one input channel (CNN10's first convolution)
+    ((2, 40, 60, 5), 6, True, 7.5e-7),  # a large map, narrow input: the nine views in one product
     ((2, 40, 60, 80), 6, True, 1.1e-6),  # a wider input: nine products per clip
     ((3, 10, 12, 4), 3, False, 0.0),  # a small map: XLA's own kernel gradient
 ])
@@ -327,6 +333,52 @@ def test_convolution_gradients_equal_xla_autodiff(shape, out_channels, shifted, 
   assert (9 * shape[-1] <= layers.STACKED_VIEWS_MAX_COLUMNS) == (shape[-1] < 80)
   scale = float(jnp.max(jnp.abs(want_kernel)))
   np.testing.assert_allclose(have_kernel, want_kernel, rtol=0, atol=relative_error * scale)
+
+
+SPLIT_KERNEL_GRADIENT_SCRIPT = textwrap.dedent("""
+    import json
+    import jax, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from jaxnoise.models import layers
+    assert jax.device_count() == 2, jax.devices()
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(6, 40, 60, 80)).astype(np.float32)
+    gradient = rng.normal(size=(6, 40, 60, 6)).astype(np.float32)
+    mesh = Mesh(np.asarray(jax.devices()), ("data",))
+
+    def split(inputs, gradient):
+      with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+        return layers.kernel_gradient_by_shifts(inputs, gradient)
+
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      groups = layers.clip_groups(6)
+    sharded = [jax.device_put(a, NamedSharding(mesh, PartitionSpec("data")))
+               for a in (inputs, gradient)]
+    compiled = jax.jit(split).lower(*sharded).compile()
+    have = np.asarray(compiled(*sharded))
+    want = np.asarray(jax.jit(layers.kernel_gradient_by_shifts)(inputs, gradient))
+    print("RESULT" + json.dumps({
+        "groups": groups, "no_mesh_groups": layers.clip_groups(6),
+        "all_gather": "all-gather" in compiled.as_text(),
+        "loop_steps_3": '"known_trip_count":{"n":"3"}' in compiled.as_text(),
+        "error": float(np.max(np.abs(have - want))), "scale": float(np.max(np.abs(want)))}))
+""")
+
+
+def test_kernel_gradient_on_two_devices_loops_over_each_devices_own_clips():
+  # Under the training step's mesh each device sums the kernel gradient of its own 3 clips; a loop
+  # over the sharded batch axis gathered all 6 clips onto both devices and computed it twice.
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu")
+  done = subprocess.run([sys.executable, "-c", SPLIT_KERNEL_GRADIENT_SCRIPT], capture_output=True,
+                        text=True, env=env, cwd=REPO_ROOT, timeout=600, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(done.stdout.split("RESULT", 1)[1])
+  assert (result["groups"], result["no_mesh_groups"]) == (2, 1)
+  assert not result["all_gather"] and result["loop_steps_3"]
+  # Two sums of 3 clips added, against one sum of 6: measured 6.1e-5 with a largest value of 418
+  # (1.5e-7 of it).
+  assert result["error"] <= 2e-7 * result["scale"], result
 
 
 def test_conv3x3_has_the_parameters_of_a_flax_convolution():

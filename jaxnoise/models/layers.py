@@ -65,6 +65,15 @@ def _convolve_same(inputs: jax.Array, kernel: jax.Array) -> jax.Array:
 STACKED_VIEWS_MAX_COLUMNS = 9 * 64
 
 
+def clip_groups(batch: int) -> int:
+  """How many devices a batch of ``batch`` clips is split over: the size of the mesh the caller
+  traces under (``jax.sharding.use_abstract_mesh``, as the training step does), 1 without one or
+  where it does not divide the batch."""
+  mesh = jax.sharding.get_abstract_mesh()
+  size = 1 if mesh.empty else mesh.size
+  return size if batch % size == 0 else 1
+
+
 def kernel_gradient_by_shifts(inputs: jax.Array, output_gradient: jax.Array) -> jax.Array:
   """The kernel gradient of ``_convolve_same`` as shifted matrix products per clip.
 
@@ -81,27 +90,38 @@ def kernel_gradient_by_shifts(inputs: jax.Array, output_gradient: jax.Array) -> 
   transpose fused into the product the product ran 1.2x slower. Narrow inputs stack their nine
   views into one product (``STACKED_VIEWS_MAX_COLUMNS``). Sums are float32 whatever the inputs'
   dtype (bfloat16 mode), as XLA's own gradient accumulates.
+
+  Under a mesh of several devices (``clip_groups``) the loop runs over ``[batch / devices,
+  devices]`` and keeps one sum per device, added after the loop: a loop over the sharded batch axis
+  itself made the partitioner gather every clip onto every device, and each device computed the
+  whole batch's gradient.
   """
-  _, height, width, in_channels = inputs.shape
+  batch, height, width, in_channels = inputs.shape
   out_channels = output_gradient.shape[-1]
+  groups = clip_groups(batch)
   padded = jnp.pad(inputs, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  # [steps, groups, ...]: group g holds clips g * steps ... (g + 1) * steps - 1, a device's own.
+  padded = jnp.swapaxes(padded.reshape((groups, batch // groups) + padded.shape[1:]), 0, 1)
+  gradient = output_gradient.reshape(groups, batch // groups, height * width, out_channels)
+  gradient = jnp.swapaxes(gradient, 0, 1)
 
   def add_clip(taps, clip):
-    padded_clip, clip_gradient = clip
-    views = [padded_clip[row:row + height, column:column + width].reshape(-1, in_channels)
-             for row in range(3) for column in range(3)]
-    gradient_rows = clip_gradient.reshape(height * width, out_channels).T  # [out, pixels]
+    padded_clip, clip_gradient = clip  # [groups, height + 2, width + 2, in], [groups, pixels, out]
+    views = [padded_clip[:, row:row + height, column:column + width].reshape(
+        groups, -1, in_channels) for row in range(3) for column in range(3)]
+    gradient_rows = jnp.swapaxes(clip_gradient, 1, 2)  # [groups, out, pixels]
     if 9 * in_channels <= STACKED_VIEWS_MAX_COLUMNS:
-      stacked = jnp.dot(gradient_rows, jnp.concatenate(views, axis=-1),
-                        preferred_element_type=jnp.float32)  # [out, 9 x in]
-      return taps + stacked.reshape(out_channels, 9, in_channels).transpose(1, 0, 2), None
+      stacked = jnp.einsum("gop,gpi->goi", gradient_rows, jnp.concatenate(views, axis=-1),
+                           preferred_element_type=jnp.float32)  # [groups, out, 9 x in]
+      return taps + stacked.reshape(groups, out_channels, 9, in_channels).transpose(0, 2, 1, 3), None
     gradient_rows = jax.lax.optimization_barrier(gradient_rows)  # a matrix, not a fused transpose
-    return taps + jnp.stack([jnp.dot(gradient_rows, view, preferred_element_type=jnp.float32)
-                             for view in views]), None
+    return taps + jnp.stack([jnp.einsum("gop,gpi->goi", gradient_rows, view,
+                                        preferred_element_type=jnp.float32)
+                             for view in views], axis=1), None
 
-  taps, _ = jax.lax.scan(add_clip, jnp.zeros((9, out_channels, in_channels), jnp.float32),
-                         (padded, output_gradient))
-  return jnp.swapaxes(taps, 1, 2).reshape(3, 3, in_channels, out_channels)
+  taps, _ = jax.lax.scan(add_clip, jnp.zeros((groups, 9, out_channels, in_channels), jnp.float32),
+                         (padded, gradient))
+  return jnp.swapaxes(jnp.sum(taps, axis=0), 1, 2).reshape(3, 3, in_channels, out_channels)
 
 
 @jax.custom_vjp

@@ -74,6 +74,11 @@ def make_train_step(spec, tx, schedule, train_config, placement: Placement, nois
   """
   alpha = float(train_config.mixup_alpha)
   mix_targets = bool(train_config.mixup_targets)
+  # Each device computes the features of its own clips. Left to the partitioner, the frontends'
+  # loop over groups of clips (audio.frontends.map_over_clips) gathered every device's waveforms
+  # onto every device first (5% of the CNN10 step's CPU time, two CPU devices).
+  frontend = jax.shard_map(spec.features, mesh=placement.mesh, in_specs=PartitionSpec(DATA_AXIS),
+                           out_specs=PartitionSpec(DATA_AXIS), check_vma=False)
   mask_settings = dict(time_masks=int(train_config.time_masks),
                        time_mask_width=int(train_config.time_mask_width),
                        freq_masks=int(train_config.freq_masks),
@@ -81,11 +86,17 @@ def make_train_step(spec, tx, schedule, train_config, placement: Placement, nois
 
   def step_fn(state, waveforms, labels, key, use_mask, use_mixup, noise_bank=None,
               clip_powers=None):
+    # Layers that loop over clips ask how the batch is split (models.layers.clip_groups).
+    with jax.sharding.use_abstract_mesh(placement.mesh.abstract_mesh):
+      return step_body(state, waveforms, labels, key, use_mask, use_mixup, noise_bank,
+                       clip_powers)
+
+  def step_body(state, waveforms, labels, key, use_mask, use_mixup, noise_bank, clip_powers):
     mask_key, mixup_key, dropout_key = jax.random.split(key, 3)
     if noise_augmenter is not None:
       waveforms, _ = noise_augmenter(jax.random.fold_in(key, noise_augment.NOISE_STREAM),
                                      waveforms, noise_bank, clip_powers)
-    features = spec.features(waveforms)
+    features = frontend(waveforms)
     features = jnp.where(use_mask,
                          augment.mask_time_frequency(mask_key, features, **mask_settings), features)
     partner, lam = augment.mixup_partners(mixup_key, features.shape[0], alpha)
