@@ -113,7 +113,8 @@ def kernel_gradient_by_shifts(inputs: jax.Array, output_gradient: jax.Array) -> 
     if 9 * in_channels <= STACKED_VIEWS_MAX_COLUMNS:
       stacked = jnp.einsum("gop,gpi->goi", gradient_rows, jnp.concatenate(views, axis=-1),
                            preferred_element_type=jnp.float32)  # [groups, out, 9 x in]
-      return taps + stacked.reshape(groups, out_channels, 9, in_channels).transpose(0, 2, 1, 3), None
+      stacked = stacked.reshape(groups, out_channels, 9, in_channels)
+      return taps + stacked.transpose(0, 2, 1, 3), None
     gradient_rows = jax.lax.optimization_barrier(gradient_rows)  # a matrix, not a fused transpose
     return taps + jnp.stack([jnp.einsum("gop,gpi->goi", gradient_rows, view,
                                         preferred_element_type=jnp.float32)
