@@ -26,15 +26,10 @@ import tempfile
 import time
 
 import jax
-import numpy as np
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 from benchmarks import train  # pylint: disable=wrong-import-position
-from benchmarks.frontend import load_clips  # pylint: disable=wrong-import-position
-from benchmarks.sweep import ESC19_NAMES  # pylint: disable=wrong-import-position
-from configs import base  # pylint: disable=wrong-import-position
-from jaxnoise.runtime import distributed  # pylint: disable=wrong-import-position
 
 # Spans that contain other operations (the executor's own), not operations of the program.
 ENCLOSING = ("ThunkExecutor::Execute", "SlinkyThreadPool::Await")
@@ -76,15 +71,9 @@ def main():
   parser.add_argument("--top", type=int, default=20, help="operations listed by name")
   parser.add_argument("--hlo", type=pathlib.Path, default=None, help="write the compiled HLO here")
   args = parser.parse_args()
-  config_file = __import__(f"configs.{train.CONFIG_FILES[args.model]}", fromlist=["get_config"])
-  distributed.use_cpu_devices(args.cpu_devices if args.cpu_devices >= 0 else
-                              config_file.get_config().train.cpu_devices)
-  spec, variables = train.build(args.model, "highest")
-  batch = args.batch or train.MODELS[args.model][2]
-  clips = load_clips(batch, spec.sample_rate)
-  labels = np.arange(batch) % len(ESC19_NAMES)
-  train_config = base.get_config().train
-  train_config.update(dict(batch_size=batch, augment_cycle=("none",), learning_rate=1e-4))
+  spec, variables, clips, labels, train_config = train.prepare(args.model, args.batch,
+                                                               args.cpu_devices)
+  batch = len(labels)
   run, _, _, hlo_text = train.jax_step(spec, variables, clips, labels, train_config,
                                        with_hlo=True)
   if args.hlo:

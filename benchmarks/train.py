@@ -112,6 +112,21 @@ def build(name: str, precision: str):
   return spec, jax.jit(spec.init)(jax.random.key(0))
 
 
+def prepare(name: str, batch: int, cpu_devices: int, precision: str = "highest"):
+  """``(spec, variables, clips, labels, train config)`` of ``name``'s step: the CPU split into
+  ``cpu_devices`` (-1: the model config's), ``batch`` clips (0: the config's batch size)."""
+  config_file = importlib.import_module(f"configs.{CONFIG_FILES[name]}")
+  distributed.use_cpu_devices(cpu_devices if cpu_devices >= 0 else
+                              config_file.get_config().train.cpu_devices)
+  spec, variables = build(name, precision)
+  batch = batch or MODELS[name][2]
+  clips = load_clips(batch, spec.sample_rate)
+  labels = np.arange(batch) % len(ESC19_NAMES)
+  train_config = base.get_config().train
+  train_config.update(dict(batch_size=batch, augment_cycle=("none",), learning_rate=1e-4))
+  return spec, variables, clips, labels, train_config
+
+
 def jax_step(spec, variables, clips, labels, train_config, with_hlo: bool = False):
   """``(run one step, compile seconds, FLOPs per step)`` of jaxnoise's training step, and the
   compiled step's HLO text last ``with_hlo`` (``benchmarks/profile_step.py``)."""
@@ -242,16 +257,9 @@ def main():
   # As the training stage does, before XLA's threads start.
   if args.retain_memory:
     memory.retain_freed_memory()
-  config_file = importlib.import_module(f"configs.{CONFIG_FILES[args.model]}")
-  distributed.use_cpu_devices(args.cpu_devices if args.cpu_devices >= 0 else
-                              config_file.get_config().train.cpu_devices)
-
-  spec, variables = build(args.model, args.precision)
-  batch = args.batch or MODELS[args.model][2]
-  clips = load_clips(batch, spec.sample_rate)
-  labels = np.arange(batch) % len(ESC19_NAMES)
-  train_config = base.get_config().train
-  train_config.update(dict(batch_size=batch, augment_cycle=("none",), learning_rate=1e-4))
+  spec, variables, clips, labels, train_config = prepare(args.model, args.batch, args.cpu_devices,
+                                                         args.precision)
+  batch = len(labels)
   baseline, torch_threads = torch_steps(args, spec, clips, labels)
   run_jax, compile_seconds, flops = jax_step(spec, variables, clips, labels, train_config)
   matmul, matmul_flops = matmul_peak()
