@@ -3,9 +3,12 @@
 The golden vectors and audio live in ``../shared`` beside the repository (never copied into it);
 tests that need them take the ``shared_dir`` fixture and skip with a clear message when it is absent.
 """
+import json
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -42,6 +45,17 @@ def esc50_dir(shared_dir):
 @pytest.fixture(scope="session")
 def noise_dir(shared_dir):
   return shared_dir / "data" / "noise"
+
+
+def run_on_cpu_devices(script: str, count: int) -> dict:
+  """Runs ``script`` in a fresh Python (from the repository root) with ``count`` simulated CPU
+  devices and returns the JSON it printed after ``RESULT``; fails with its stderr if it fails."""
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}",
+             JAX_PLATFORMS="cpu")
+  done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                        cwd=REPO_ROOT, timeout=600, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return json.loads(done.stdout.split("RESULT", 1)[1])
 
 
 def override(config, settings: dict):

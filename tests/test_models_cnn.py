@@ -5,10 +5,6 @@ compared, both from the stored input features and end to end from the waveform t
 frontends. Tolerances are those the golden READMEs state for a float32 port.
 """
 import json
-import os
-import pathlib
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -17,11 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import run_on_cpu_devices
 from jaxnoise import convert
 from jaxnoise.errors import ConfigError
 from jaxnoise.models import layers, registry, summary
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHECKPOINTS = {
     "cnn10": "cnn10/cnn10_random_19cls.pth",
     "tfnet": "tfnet/tfnet_random_19cls.pth",
@@ -368,12 +364,7 @@ SPLIT_KERNEL_GRADIENT_SCRIPT = textwrap.dedent("""
 def test_kernel_gradient_on_two_devices_loops_over_each_devices_own_clips():
   # Under the training step's mesh each device sums the kernel gradient of its own 3 clips; a loop
   # over the sharded batch axis gathered all 6 clips onto both devices and computed it twice.
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             JAX_PLATFORMS="cpu")
-  done = subprocess.run([sys.executable, "-c", SPLIT_KERNEL_GRADIENT_SCRIPT], capture_output=True,
-                        text=True, env=env, cwd=REPO_ROOT, timeout=600, check=False)
-  assert done.returncode == 0, done.stderr[-3000:]
-  result = json.loads(done.stdout.split("RESULT", 1)[1])
+  result = run_on_cpu_devices(SPLIT_KERNEL_GRADIENT_SCRIPT, 2)
   assert (result["groups"], result["no_mesh_groups"]) == (2, 1)
   assert not result["all_gather"] and result["loop_steps_3"]
   # Two sums of 3 clips added, against one sum of 6: measured 6.1e-5 with a largest value of 418

@@ -7,10 +7,7 @@ resampled and looped).
 import collections
 import csv
 import json
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -21,6 +18,7 @@ import scipy.integrate
 import scipy.signal
 import soundfile
 
+from conftest import run_on_cpu_devices
 from jaxnoise import config_checks, preflight
 from jaxnoise.errors import ConfigError
 from jaxnoise.noise import colored
@@ -267,12 +265,7 @@ def test_augmentation_on_a_batch_split_over_four_devices(tone_root, tmp_path, hu
   script = SHARDED_SCRIPT.format(tests=str(TESTS_DIR), repo=str(TESTS_DIR.parent),
                                  root=str(tone_root), cache=str(tmp_path / "cache"),
                                  hum=str(hum_file))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
-  done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                        cwd=TESTS_DIR.parent, timeout=600, check=False)
-  assert done.returncode == 0, done.stderr[-3000:]
-  result = json.loads(done.stdout.split("RESULT", 1)[1])
+  result = run_on_cpu_devices(script, 4)
   assert result["four_shards"] == 4 and result["one_shards"] == 1
   for key in ("applied", "noise", "snr_db", "recording", "start"):
     assert result["four"][key] == result["one"][key], key

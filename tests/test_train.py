@@ -6,10 +6,7 @@ The "done when" tests train the real CNN10 and fine-tune the real mn04_as on the
 """
 import bisect
 import json
-import os
 import pathlib
-import subprocess
-import sys
 import textwrap
 
 import flax.linen as nn
@@ -23,7 +20,7 @@ import pytest
 import soundfile
 
 from configs import base
-from conftest import write_esc50
+from conftest import run_on_cpu_devices, write_esc50
 from jaxnoise.data import esc50, selection
 from jaxnoise.errors import ConfigError, JaxnoiseError
 from jaxnoise.models import registry, store
@@ -430,12 +427,7 @@ def test_four_simulated_devices_match_one(tone_root, tmp_path):
   script = DATA_PARALLEL_SCRIPT.format(tests=str(TESTS_DIR), repo=str(REPO_ROOT),
                                        root=str(tone_root), cache=str(tmp_path / "cache"),
                                        work=str(tmp_path / "w"))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
-  done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                        cwd=REPO_ROOT, timeout=600, check=False)
-  assert done.returncode == 0, done.stderr[-3000:]
-  result = json.loads(done.stdout.split("RESULT", 1)[1])
+  result = run_on_cpu_devices(script, 4)
   assert len(result["one"]) == len(result["four"]) == 6
   # Same global batch, same keys; only the order of the cross-device sums differs (float32).
   np.testing.assert_allclose(result["four"], result["one"], rtol=1e-5)
